@@ -1,0 +1,161 @@
+"""The one place where the worker's threads and the IOC's event loop meet.
+
+Commands go down: putters await the bridge's coroutines, which hand blocking work to a thread
+so the event loop never waits on the RunEngine. Events come up: the worker calls
+:meth:`Bridge.listener` from its threads; ordered events (state changes, runs opening and
+closing, plans finishing, status lines) are queued onto the loop at once and in order, while
+per-point progress is coalesced and published at a bounded rate, the final values always
+before the run's end is published. Nothing here imports caproto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from .events import PlanFinished, Progress, RunClosed
+from .worker import RunEngineWorker
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """What the IOC side provides to show events (implemented by the PV groups)."""
+
+    async def publish_event(self, event: Any) -> None: ...
+
+    async def publish_progress(self, progress: Progress | None, now: float) -> None: ...
+
+
+class Bridge:
+    """Carries commands to the worker and events from it.
+
+    Parameters
+    ----------
+    loop
+        The IOC's event loop; events are delivered on it.
+    max_rate_hz
+        Upper bound on how often per-point values are published.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, max_rate_hz: float = 10.0) -> None:
+        self._loop = loop
+        self._period = 1.0 / max_rate_hz
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._progress_lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._waiters: dict[int, asyncio.Future[PlanFinished]] = {}
+        self._current_ticket: int | None = None
+        self._publish_lock = asyncio.Lock()
+        self.worker: RunEngineWorker | None = None
+
+    def attach(self, worker: RunEngineWorker) -> None:
+        self.worker = worker
+
+    def _require_worker(self) -> RunEngineWorker:
+        if self.worker is None:
+            raise RuntimeError("no worker attached to the bridge")
+        return self.worker
+
+    # ------------------------------------------------------------ events up
+    def listener(self, event: Any) -> None:
+        """Called from any thread by the worker; never blocks."""
+        if isinstance(event, Progress):
+            with self._progress_lock:
+                self._progress = event
+            return
+        self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+
+    def _take_progress(self) -> Progress | None:
+        with self._progress_lock:
+            progress, self._progress = self._progress, None
+        return progress
+
+    async def publish_forever(self, publisher: Publisher) -> None:
+        """Drain events and publish progress at a bounded rate, until cancelled."""
+        ticker = asyncio.ensure_future(self._tick_forever(publisher))
+        try:
+            while True:
+                event = await self._events.get()
+                async with self._publish_lock:
+                    if isinstance(event, RunClosed | PlanFinished):
+                        # the final per-point values go out before the end of the run
+                        await publisher.publish_progress(self._take_progress(), time.time())
+                    try:
+                        await publisher.publish_event(event)
+                    except Exception:
+                        log.exception("publishing %r failed", event)
+                if isinstance(event, PlanFinished):
+                    self._finish(event)
+        finally:
+            ticker.cancel()
+
+    async def _tick_forever(self, publisher: Publisher) -> None:
+        while True:
+            await asyncio.sleep(self._period)
+            async with self._publish_lock:
+                try:
+                    await publisher.publish_progress(self._take_progress(), time.time())
+                except Exception:
+                    log.exception("publishing progress failed")
+
+    def _finish(self, event: PlanFinished) -> None:
+        if self._current_ticket == event.ticket:
+            self._current_ticket = None
+        waiter = self._waiters.pop(event.ticket, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(event)
+
+    # --------------------------------------------------------- commands down
+    def submit(
+        self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> asyncio.Future[PlanFinished]:
+        """Validate and start a plan; the returned future resolves when it has ended.
+
+        Raises ``ArgumentError`` or ``Refused`` at once (nothing started) on bad input.
+        """
+        ticket = self._require_worker().submit(plan_name, arguments, metadata)
+        waiter: asyncio.Future[PlanFinished] = self._loop.create_future()
+        self._waiters[ticket] = waiter
+        self._current_ticket = ticket
+        return waiter
+
+    async def wait_current_plan(self) -> PlanFinished | None:
+        """Wait until the plan in progress (if any) has ended."""
+        ticket = self._current_ticket
+        waiter = self._waiters.get(ticket) if ticket is not None else None
+        if waiter is None:
+            return None
+        return await asyncio.shield(waiter)
+
+    async def pause(self, defer: bool = False) -> None:
+        await asyncio.to_thread(self._require_worker().request_pause, defer)
+
+    async def resume(self) -> None:
+        self._require_worker().resume()
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._require_worker().stop)
+
+    async def abort(self, reason: str = "") -> None:
+        await asyncio.to_thread(self._require_worker().abort, reason)
+
+    async def halt(self) -> None:
+        await asyncio.to_thread(self._require_worker().halt)
+
+    async def shutdown(self, reason: str, timeout: float) -> bool:
+        """Abort any plan cleanly, wait for its documents, stop the worker thread."""
+        worker = self._require_worker()
+        return await asyncio.to_thread(worker.shutdown, reason, timeout)
+
+    @property
+    def state(self) -> str:
+        return self._require_worker().state
+
+    @property
+    def busy(self) -> bool:
+        return self._require_worker().busy

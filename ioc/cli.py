@@ -1,0 +1,100 @@
+"""``runengine-ioc``: parse flags, load the profile, build everything, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from caproto.server import template_arg_parser
+
+from .bridge import Bridge
+from .profile import DEFAULT_PROFILE, ProfileError, as_list, load_profile
+from .registry import Registry
+from .server import RunEngineIOC, serve
+from .sinks import LocalFilesSink, PersistentScanId
+from .worker import RunEngineWorker
+
+log = logging.getLogger("runengine_ioc")
+
+DEFAULT_DATA_DIR = "~/runengine-data"
+
+
+def build_parser(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
+    parser, split_args = template_arg_parser(
+        desc="An EPICS IOC that owns a bluesky RunEngine: choose, start and watch plans "
+        "from any Channel Access client.",
+        default_prefix="RE:",
+        argv=argv,
+        supported_async_libs=["asyncio"],
+    )
+    parser.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help="beamline profile: a module name or a .py file defining build_profile() "
+        f"(default: {DEFAULT_PROFILE}, simulated devices)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"directory for the runs' document files, one .jsonl per run (default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--max-rate",
+        type=float,
+        default=10.0,
+        help="upper bound (Hz) on per-point PV updates such as Progress (default: 10)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a plan to end cleanly on SIGINT/SIGTERM (default: 10)",
+    )
+    return parser, split_args
+
+
+async def _main(args, ioc_options, run_options) -> int:  # type: ignore[no-untyped-def]
+    try:
+        profile = load_profile(args.profile)
+        registry = Registry(profile.devices, profile.plans)
+    except (ProfileError, TypeError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    data_dir = Path(args.data_dir).expanduser()
+    files = LocalFilesSink(data_dir)
+    bridge = Bridge(asyncio.get_running_loop(), max_rate_hz=args.max_rate)
+    worker = RunEngineWorker(
+        registry,
+        bridge.listener,
+        callbacks=[files, *profile.callbacks],
+        suspenders=as_list(profile.suspenders),
+        metadata=profile.metadata,
+        scan_id_source=PersistentScanId(data_dir),
+    )
+    bridge.attach(worker)
+    ioc = RunEngineIOC(registry=registry, bridge=bridge, **ioc_options)
+    log.info("profile %s: plans %s; devices %s; data in %s", args.profile,
+             ", ".join(registry.plan_names), ", ".join(registry.device_names), data_dir)
+    return await serve(
+        ioc,
+        interfaces=run_options["interfaces"],
+        log_pv_names=run_options["log_pv_names"],
+        shutdown_timeout=args.shutdown_timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, split_args = build_parser(argv)
+    args = parser.parse_args(argv)
+    ioc_options, run_options = split_args(args)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(_main(args, ioc_options, run_options))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

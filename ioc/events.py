@@ -1,0 +1,122 @@
+"""What the worker reports upwards: plain, immutable records that cross the thread boundary.
+
+Nothing here knows about Channel Access or about RunEngine internals; the worker creates these
+on its own threads and the bridge hands them to the IOC's event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+#: The RunEngine's states, in the order the State mbbi enumerates them.
+RUN_ENGINE_STATES: tuple[str, ...] = (
+    "idle",
+    "running",
+    "pausing",
+    "paused",
+    "halting",
+    "stopping",
+    "aborting",
+    "suspending",
+    "panicked",
+)
+
+
+class ExitStatus(str, Enum):
+    """Outcome of the last plan, in the order the ExitStatus mbbi enumerates them."""
+
+    NONE = "none"
+    SUCCESS = "success"
+    FAIL = "fail"
+    ABORT = "abort"
+
+
+class Refused(RuntimeError):
+    """A command that cannot be carried out in the RunEngine's present state."""
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """The RunEngine moved from ``previous`` to ``state`` (published at once, in order)."""
+
+    state: str
+    previous: str
+
+
+@dataclass(frozen=True)
+class PlanAccepted:
+    """A plan passed validation and was handed to the RunEngine."""
+
+    ticket: int
+    plan_name: str
+
+
+@dataclass(frozen=True)
+class RunOpened:
+    """A start document was emitted."""
+
+    uid: str
+    scan_id: int
+    plan_name: str
+    total_points: int | None
+    start_time: float
+    data_file: str = ""
+
+
+@dataclass(frozen=True)
+class RunClosed:
+    """A stop document was emitted."""
+
+    uid: str
+    exit_status: str
+    reason: str
+    num_events: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Per-point progress of the current run: coalesced before it is published."""
+
+    current_point: int
+    total_points: int | None
+    start_time: float
+    last_point_time: float
+
+    def elapsed(self, now: float) -> float:
+        return max(0.0, now - self.start_time)
+
+    def remaining(self, now: float) -> float:
+        """Time left, extrapolated from the points done so far; -1 where unknown."""
+        if not self.total_points or self.current_point <= 0:
+            return -1.0
+        per_point = (self.last_point_time - self.start_time) / self.current_point
+        left = per_point * (self.total_points - self.current_point)
+        since_last = now - self.last_point_time
+        return max(0.0, left - since_last)
+
+    def percent(self) -> float:
+        if not self.total_points:
+            return 0.0
+        return min(100.0, 100.0 * self.current_point / self.total_points)
+
+
+@dataclass(frozen=True)
+class PlanFinished:
+    """The RunEngine returned to idle after running the plan of ``ticket``."""
+
+    ticket: int
+    plan_name: str
+    exit_status: ExitStatus
+    message: str
+    run_uids: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    """A human-readable line for the Status PV."""
+
+    text: str
+
+
+WorkerEvent = StateChanged | PlanAccepted | RunOpened | RunClosed | PlanFinished | StatusMessage

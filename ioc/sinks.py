@@ -1,0 +1,84 @@
+"""Where documents go: the local files sink, the embedded default.
+
+Every run gets one JSON-lines file, written by bluesky's own ``JSONLinesWriter`` (which opens,
+appends and closes the file for each document, so each one is on disk before the next is
+processed), made per run by event_model's ``RunRouter``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from bluesky.callbacks.json_writer import JSONLinesWriter
+from event_model import RunRouter, sanitize_doc
+
+log = logging.getLogger(__name__)
+
+SCAN_ID_FILE = "scan_id.json"
+
+
+def run_file_name(start_doc: dict[str, Any]) -> str:
+    """File name of a run: sortable by scan id, unique by uid."""
+    return f"scan{int(start_doc.get('scan_id') or 0):06d}_{start_doc['uid'][:8]}.jsonl"
+
+
+class LocalFilesSink:
+    """One ``.jsonl`` file per run in ``data_dir``; lossless, flushed per document."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._router = RunRouter([self._factory])
+        self.last_file: Path | None = None
+
+    def _factory(self, name: str, start_doc: dict[str, Any]) -> tuple[list, list]:
+        filename = run_file_name(start_doc)
+        self.last_file = self.data_dir / filename
+        writer = JSONLinesWriter(str(self.data_dir), filename=filename)
+
+        def write(name: str, doc: dict[str, Any]) -> None:
+            writer(name, sanitize_doc(doc))
+
+        log.info("run %s saved to %s", start_doc["uid"], self.last_file)
+        return [write], []
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        self._router(name, doc)
+
+
+class PersistentScanId:
+    """A RunEngine ``scan_id_source`` that carries scan ids across restarts of the IOC."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self._path = Path(data_dir) / SCAN_ID_FILE
+        self._lock = threading.Lock()
+
+    def last(self) -> int:
+        try:
+            return int(json.loads(self._path.read_text())["scan_id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def __call__(self, md: dict[str, Any]) -> int:
+        with self._lock:
+            scan_id = max(self.last(), int(md.get("scan_id") or 0)) + 1
+            tmp = self._path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"scan_id": scan_id}))
+            tmp.replace(self._path)
+            return scan_id
+
+
+def read_run(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Load a saved run back as ``(name, doc)`` pairs, in the order they were emitted."""
+    documents = []
+    with open(path) as file:
+        for line in file:
+            if line.strip():
+                item = json.loads(line)
+                documents.append((item["name"], item["doc"]))
+    return documents

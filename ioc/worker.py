@@ -1,0 +1,347 @@
+"""The RunEngine on its own thread, free of any transport.
+
+The worker owns one :class:`bluesky.RunEngine` and runs one plan at a time on a dedicated
+thread. Callers (the bridge) submit validated plans and request pause/resume/stop/abort/halt
+from any thread; everything the worker has to say goes to one ``listener`` callable as
+:mod:`runengine_ioc.events` records. The worker knows nothing of Channel Access.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
+
+from .events import (
+    ExitStatus,
+    PlanAccepted,
+    PlanFinished,
+    Progress,
+    Refused,
+    RunClosed,
+    RunOpened,
+    StateChanged,
+    StatusMessage,
+)
+from .registry import ArgumentError, Registry, ValidatedPlan
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Any], None]
+DocumentCallback = Callable[[str, dict], Any]
+
+#: Metadata keys the RunEngine sets itself; a client may not override them.
+RESERVED_METADATA_KEYS = frozenset({"uid", "time", "scan_id", "plan_name", "plan_type"})
+
+_INTERRUPT_OUTCOMES = {
+    "stop": (ExitStatus.SUCCESS, "stopped on request"),
+    "abort": (ExitStatus.ABORT, "aborted on request"),
+    "halt": (ExitStatus.ABORT, "halted on request (no cleanup)"),
+}
+
+
+@dataclass
+class _Job:
+    ticket: int
+    plan: ValidatedPlan
+    metadata: dict[str, Any]
+
+
+class _RunTracker:
+    """Turns the document stream into run and progress events for the listener."""
+
+    def __init__(self, listener: Listener) -> None:
+        self._listener = listener
+        self._primary_descriptors: set[str] = set()
+        self._points = 0
+        self._total: int | None = None
+        self._start_time = 0.0
+        self.run_uids: list[str] = []
+        self.last_stop: dict[str, Any] | None = None
+
+    def reset(self) -> None:
+        self.run_uids = []
+        self.last_stop = None
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "start":
+            self._primary_descriptors.clear()
+            self._points = 0
+            total = doc.get("num_points")
+            self._total = int(total) if isinstance(total, int | float) and total > 0 else None
+            self._start_time = float(doc.get("time", time.time()))
+            self.run_uids.append(doc["uid"])
+            self._listener(
+                RunOpened(
+                    uid=doc["uid"],
+                    scan_id=int(doc.get("scan_id") or 0),
+                    plan_name=str(doc.get("plan_name", "")),
+                    total_points=self._total,
+                    start_time=self._start_time,
+                )
+            )
+        elif name == "descriptor":
+            if doc.get("name") == "primary":
+                self._primary_descriptors.add(doc["uid"])
+        elif name == "event":
+            if doc.get("descriptor") in self._primary_descriptors:
+                self._points += 1
+                self._listener(
+                    Progress(self._points, self._total, self._start_time, time.time())
+                )
+        elif name == "stop":
+            self.last_stop = doc
+            self._listener(
+                RunClosed(
+                    uid=doc.get("run_start", ""),
+                    exit_status=str(doc.get("exit_status", "")),
+                    reason=str(doc.get("reason", "")),
+                    num_events=int((doc.get("num_events") or {}).get("primary", 0)),
+                )
+            )
+
+
+class RunEngineWorker:
+    """Runs validated plans on one RunEngine, on one thread, one at a time.
+
+    Parameters
+    ----------
+    registry
+        Plans and devices by name; every submission is validated against it.
+    listener
+        Called (from the worker's or the RunEngine's thread) with every event; must be
+        thread-safe and must not block.
+    callbacks
+        Document callbacks subscribed to the RunEngine (file writers, sinks, ...).
+    suspenders
+        bluesky suspenders installed on the RunEngine.
+    metadata
+        Defaults merged into every start document (``RE.md``).
+    scan_id_source
+        Passed to the RunEngine; lets the caller persist scan ids across restarts.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        listener: Listener,
+        *,
+        callbacks: Iterable[DocumentCallback] = (),
+        suspenders: Iterable[Any] = (),
+        metadata: Mapping[str, Any] | None = None,
+        scan_id_source: Callable[[dict], int] | None = None,
+    ) -> None:
+        self._registry = registry
+        self._listener = listener
+        self._commands: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._job: _Job | None = None
+        self._interrupt: tuple[str, str] | None = None
+        self._tickets = itertools.count(1)
+        options: dict[str, Any] = {"context_managers": [], "call_returns_result": True}
+        if scan_id_source is not None:
+            options["scan_id_source"] = scan_id_source
+        self._re = RunEngine(dict(metadata or {}), **options)
+        self._re.state_hook = self._on_state
+        self._tracker = _RunTracker(listener)
+        self._re.subscribe(self._tracker)
+        for callback in callbacks:
+            self._re.subscribe(callback)
+        for suspender in suspenders:
+            self._re.install_suspender(suspender)
+        self._thread = threading.Thread(target=self._serve, name="runengine-worker", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def state(self) -> str:
+        return str(self._re.state)
+
+    @property
+    def busy(self) -> bool:
+        """True from an accepted submission until its plan has ended (paused included)."""
+        with self._lock:
+            return self._job is not None
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    # ---------------------------------------------------------------- commands
+    def submit(
+        self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> int:
+        """Validate and queue a plan; returns its ticket. Raises ArgumentError or Refused."""
+        plan = self._registry.validate(plan_name, arguments)
+        md = validate_metadata(metadata)
+        with self._lock:
+            if self._job is not None:
+                raise Refused(
+                    f"'{self._job.plan.name}' is {self.state}; "
+                    "one plan at a time (Stop or Abort it first)"
+                )
+            if self.state == "panicked":
+                raise Refused("the RunEngine is panicked; restart the IOC")
+            job = _Job(next(self._tickets), plan, md)
+            self._job = job
+            self._interrupt = None
+        self._listener(PlanAccepted(job.ticket, plan.name))
+        self._commands.put(lambda: self._execute(job))
+        return job.ticket
+
+    def request_pause(self, defer: bool = False) -> None:
+        """Pause now (rewinding to the last checkpoint) or at the next checkpoint."""
+        state = self.state
+        if state not in ("running",):
+            raise Refused(f"cannot pause, the RunEngine is {state}")
+        try:
+            self._re.request_pause(defer=defer)
+        except Exception as exc:  # TransitionError and friends: the state moved under us
+            raise Refused(f"cannot pause: {exc}") from exc
+        if defer:
+            self._listener(StatusMessage("deferred pause requested: pausing at next checkpoint"))
+
+    def resume(self) -> None:
+        if self.state != "paused":
+            raise Refused(f"cannot resume, the RunEngine is {self.state}")
+        self._commands.put(self._resume)
+
+    def stop(self) -> None:
+        """End the plan with cleanup; bluesky marks the run successful."""
+        self._interrupt_plan("stop", "")
+
+    def abort(self, reason: str = "") -> None:
+        """End the plan with cleanup; the run is marked aborted."""
+        self._interrupt_plan("abort", reason)
+
+    def halt(self) -> None:
+        """End the plan at once, without cleanup."""
+        self._interrupt_plan("halt", "")
+
+    def shutdown(self, reason: str = "IOC shutting down", timeout: float = 10.0) -> bool:
+        """Abort any plan (cleanly), wait for it, stop the thread. True if it all ended."""
+        if self.busy:
+            try:
+                self.abort(reason)
+            except Refused:
+                pass
+            deadline = time.monotonic() + timeout
+            while self.busy and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if self.busy:
+                log.error("plan did not end within %.1f s of abort; halting", timeout)
+                try:
+                    self.halt()
+                except Refused:
+                    pass
+        self._commands.put(None)
+        self._thread.join(timeout)
+        clean = not self._thread.is_alive()
+        self._re.loop.call_soon_threadsafe(self._re.loop.stop)
+        return clean
+
+    # --------------------------------------------------------------- internals
+    def _interrupt_plan(self, kind: str, reason: str) -> None:
+        state = self.state
+        if state == "idle" or not self.busy:
+            raise Refused(f"nothing to {kind}, the RunEngine is {state}")
+        with self._lock:
+            self._interrupt = (kind, reason)
+        action: Callable[[], Any] = {
+            "stop": self._re.stop,
+            "abort": lambda: self._re.abort(reason),
+            "halt": self._re.halt,
+        }[kind]
+        if state == "paused":
+            # A paused RunEngine finishes the plan inside this call: do it on the worker.
+            self._commands.put(lambda: self._drive(action))
+            return
+        try:
+            action()
+        except Exception as exc:
+            raise Refused(f"cannot {kind}: {exc}") from exc
+
+    def _serve(self) -> None:
+        while True:
+            command = self._commands.get()
+            if command is None:
+                return
+            try:
+                command()
+            except Exception:  # never let the worker thread die
+                log.exception("worker command failed")
+
+    def _execute(self, job: _Job) -> None:
+        self._tracker.reset()
+        self._listener(StatusMessage(f"running {job.plan.name}"))
+        self._drive(lambda: self._re(job.plan.make_generator(), **job.metadata))
+
+    def _resume(self) -> None:
+        if self.state != "paused":
+            self._listener(StatusMessage(f"resume ignored: the RunEngine is {self.state}"))
+            return
+        self._listener(StatusMessage("resuming"))
+        self._drive(self._re.resume)
+
+    def _drive(self, call: Callable[[], Any]) -> None:
+        """Run a blocking RunEngine call and work out what its end means for the job."""
+        job = self._job
+        if job is None:
+            return
+        try:
+            result = call()
+        except RunEngineInterrupted:
+            if self.state == "paused":
+                self._listener(StatusMessage(f"{job.plan.name} paused: Resume, Stop or Abort"))
+                return
+            self._conclude(job, *self._interrupted_outcome())
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if self._interrupt is not None:
+                status, _ = self._interrupted_outcome()
+                self._conclude(job, status, f"{self._interrupt[0]}: {message}")
+            else:
+                self._conclude(job, ExitStatus.FAIL, message)
+        else:
+            status = getattr(result, "exit_status", "success")
+            if self._interrupt is not None:
+                self._conclude(job, *self._interrupted_outcome())
+            else:
+                reason = str(getattr(result, "reason", "") or "")
+                self._conclude(job, ExitStatus(status), reason or "completed")
+
+    def _interrupted_outcome(self) -> tuple[ExitStatus, str]:
+        kind, reason = self._interrupt or ("abort", "")
+        status, text = _INTERRUPT_OUTCOMES.get(kind, (ExitStatus.ABORT, kind))
+        return status, f"{text}: {reason}" if reason else text
+
+    def _conclude(self, job: _Job, status: ExitStatus, message: str) -> None:
+        stop = self._tracker.last_stop
+        if stop is not None and stop.get("exit_status") == "fail" and status == ExitStatus.SUCCESS:
+            status = ExitStatus.FAIL
+        uids = tuple(self._tracker.run_uids)
+        with self._lock:
+            self._job = None
+            self._interrupt = None
+        self._listener(PlanFinished(job.ticket, job.plan.name, status, message, uids))
+
+    def _on_state(self, new: str, old: str) -> None:
+        self._listener(StateChanged(str(new), str(old)))
+
+
+def validate_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Refuse metadata that would clash with what the RunEngine sets itself."""
+    if not isinstance(metadata, Mapping):
+        raise ArgumentError("Metadata must be a JSON object")
+    clash = sorted(RESERVED_METADATA_KEYS.intersection(metadata))
+    if clash:
+        raise ArgumentError(f"Metadata may not set {', '.join(clash)} (set by the RunEngine)")
+    return dict(metadata)
