@@ -199,7 +199,8 @@ class Registry:
         except pydantic.ValidationError as exc:
             raise ArgumentError(_format_validation_error(spec, exc)) from None
         except Exception as exc:  # never let anything else escape to the caller
-            raise ArgumentError(f"{spec.name}: arguments refused: {exc!r}") from None
+            message = " ".join(f"{spec.name}: arguments refused: {exc!r}".split())
+            raise ArgumentError(message) from None
 
     def _validate(self, spec: _PlanSpec, arguments: Mapping[str, Any]) -> ValidatedPlan:
         if not isinstance(arguments, Mapping):
@@ -259,28 +260,16 @@ class Registry:
             model = pydantic.create_model(f"{name}_arguments", __config__=config, **fields)
         except Exception as exc:
             raise TypeError(f"plan {name!r}: cannot validate its parameters: {exc}") from exc
-        doc = inspect.getdoc(plan) or ""
-        summary = doc.strip().splitlines()[0].strip() if doc.strip() else ""
-        return _PlanSpec(
-            name=name,
-            function=plan,
-            model=model,
-            params=tuple(p.name for p in params),
-            required=frozenset(required),
-            field_to_param=field_to_param,
-            summary=summary,
-        )
+        doc = inspect.getdoc(_unpartial(plan)) or ""
+        summary = (doc.strip().splitlines() or [""])[0].strip()
+        names = tuple(p.name for p in params)
+        return _PlanSpec(name, plan, model, names, frozenset(required), field_to_param, summary)
 
 
 def device_kind(obj: Any) -> str:
     """``"movable"``, ``"flyable"``, ``"readable"`` or ``"other"`` (first that applies)."""
-    if isinstance(obj, Movable):
-        return "movable"
-    if isinstance(obj, Flyable):
-        return "flyable"
-    if isinstance(obj, Readable):
-        return "readable"
-    return "other"
+    kinds = ((Movable, "movable"), (Flyable, "flyable"), (Readable, "readable"))
+    return next((word for protocol, word in kinds if isinstance(obj, protocol)), "other")
 
 
 _EXPECTED = {  # pydantic error type -> what we say
@@ -312,6 +301,10 @@ def _format_validation_error(spec: _PlanSpec, exc: pydantic.ValidationError) -> 
         message = error["msg"]
     elif kind == "too_short":
         message = f"must have at least {ctx.get('min_length')} item(s), got {value!r}"
+    elif kind == "too_long":
+        message = f"must have at most {ctx.get('max_length')} item(s), got {value!r}"
+    elif kind == "missing":  # an item of a fixed-length list
+        message = "missing"
     else:
         message = re.sub(r"^(Value error, |Assertion failed, )", "", error["msg"])
         if message.startswith(("Input should ", "Value should ")):
@@ -404,6 +397,12 @@ def _classify(annotation: Any) -> _DeviceParam | None:
     return _DeviceParam(types, bool(sequences), container, optional)
 
 
+def _unpartial(plan: Callable[..., Any]) -> Callable[..., Any]:
+    while isinstance(plan, functools.partial):
+        plan = plan.func
+    return plan
+
+
 def _plan_parameters(name: str, plan: Callable[..., Any]) -> list[_Param]:
     if not callable(plan):
         raise TypeError(f"plan {name!r} is not callable: {plan!r}")
@@ -413,8 +412,7 @@ def _plan_parameters(name: str, plan: Callable[..., Any]) -> list[_Param]:
         )
     try:
         signature = inspect.signature(plan)
-        target = plan.func if isinstance(plan, functools.partial) else plan
-        hints = get_type_hints(target, include_extras=True)
+        hints = get_type_hints(_unpartial(plan), include_extras=True)
     except Exception as exc:
         raise TypeError(f"plan {name!r}: cannot read its signature: {exc}") from exc
     params = []
@@ -456,7 +454,7 @@ def _strictify(tp: Any) -> Any:
 
 def _parameter_docs(plan: Callable[..., Any]) -> dict[str, str]:
     """Descriptions from the numpydoc "Parameters" section of the plan's docstring."""
-    lines = (inspect.getdoc(plan) or "").splitlines()
+    lines = (inspect.getdoc(_unpartial(plan)) or "").splitlines()
     entries: dict[str, tuple[str, list[str]]] = {}
     current: list[str] = []
     in_section = False

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bluesky.callbacks.json_writer import JSONLinesWriter
-from event_model import RunRouter, sanitize_doc
+from event_model import RunRouter, sanitize_doc, unpack_datum_page, unpack_event_page
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,15 @@ class LocalFilesSink:
         writer = JSONLinesWriter(str(self.data_dir), filename=filename)
 
         def write(name: str, doc: dict[str, Any]) -> None:
-            writer(name, sanitize_doc(doc))
+            # RunRouter hands on pages; the file keeps one line per event, as emitted
+            if name == "event_page":
+                for event in unpack_event_page(doc):
+                    writer("event", sanitize_doc(event))
+            elif name == "datum_page":
+                for datum in unpack_datum_page(doc):
+                    writer("datum", sanitize_doc(datum))
+            else:
+                writer(name, sanitize_doc(doc))
 
         log.info("run %s saved to %s", start_doc["uid"], self.last_file)
         return [write], []

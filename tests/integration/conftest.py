@@ -1,0 +1,159 @@
+"""Fixtures that start the IOC as a subprocess and drive it with the EPICS base tools.
+
+Every IOC gets a random PV prefix and its own CA server port; clients and servers use
+loopback only. Readiness is awaited by polling a PV, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .ca_tools import EPICS_BIN, CaTools
+
+TEST_PROFILE = Path(__file__).with_name("profile_for_tests.py")
+
+
+def _free_port() -> int:
+    """A port free for both TCP and UDP on loopback."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+@pytest.fixture(scope="session")
+def repeater_port() -> Iterator[int]:
+    """Our own caRepeater, so that libca does not spawn one holding our pipes open."""
+    port = _free_port()
+    env = dict(os.environ, EPICS_CA_REPEATER_PORT=str(port))
+    proc = subprocess.Popen(
+        [str(EPICS_BIN / "caRepeater")],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield port
+    proc.terminate()
+    proc.wait(5)
+
+
+class IOCProcess:
+    """One runengine-ioc subprocess with its prefix, port, data directory and CA tools."""
+
+    def __init__(self, prefix: str, port: int, env: dict[str, str], data_dir: Path,
+                 log_path: Path, args: list[str]) -> None:
+        self.prefix = prefix
+        self.port = port
+        self.env = env
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.args = args
+        self.ca = CaTools(env, prefix)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runengine_ioc.cli", *self.args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"IOC exited at start-up:\n{self.log()}")
+            if self.ca.try_get("State", timeout=0.5) is not None:
+                return
+        raise TimeoutError(f"IOC did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def send_signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        self.ca.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "log_file", None):
+            self.log_file.close()
+
+    def runs(self) -> list[Path]:
+        return sorted(self.data_dir.glob("*.jsonl"))
+
+
+def loopback_env(port: int, repeater_port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        EPICS_CA_AUTO_ADDR_LIST="NO",
+        EPICS_CA_ADDR_LIST="127.0.0.1",
+        EPICS_CAS_INTF_ADDR_LIST="127.0.0.1",
+        EPICS_CAS_AUTO_BEACON_ADDR_LIST="NO",
+        EPICS_CAS_BEACON_ADDR_LIST="127.0.0.1",
+        EPICS_CA_SERVER_PORT=str(port),
+        EPICS_CAS_SERVER_PORT=str(port),
+        EPICS_CA_REPEATER_PORT=str(repeater_port),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def make_ioc(tmp_path: Path, repeater_port: int) -> Iterator:
+    """Factory: start an IOC with extra CLI flags; all are stopped (by PID) at teardown."""
+    started: list[IOCProcess] = []
+
+    def make(*extra: str, profile: str | None = str(TEST_PROFILE), data_dir: Path | None = None,
+             prefix: str | None = None) -> IOCProcess:
+        prefix = prefix or f"T{uuid.uuid4().hex[:8]}:"
+        port = _free_port()
+        data = data_dir or tmp_path / f"data-{len(started)}"
+        args = ["--prefix", prefix, "--data-dir", str(data), *extra]
+        if profile:
+            args += ["--profile", profile]
+        ioc = IOCProcess(prefix, port, loopback_env(port, repeater_port), data,
+                         tmp_path / f"ioc-{len(started)}.log", args)
+        started.append(ioc)
+        ioc.start()
+        return ioc
+
+    yield make
+    for ioc in started:
+        ioc.stop()
+
+
+@pytest.fixture
+def ioc(make_ioc) -> IOCProcess:  # type: ignore[no-untyped-def]
+    """The IOC on the test profile (simulated devices plus test plans)."""
+    return make_ioc()
