@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from caproto.server import template_arg_parser
 
@@ -21,7 +23,7 @@ log = logging.getLogger("runengine_ioc")
 DEFAULT_DATA_DIR = "~/runengine-data"
 
 
-def build_parser(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
+def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, Any]:
     parser, split_args = template_arg_parser(
         desc="An EPICS IOC that owns a bluesky RunEngine: choose, start and watch plans "
         "from any Channel Access client.",
@@ -38,7 +40,8 @@ def build_parser(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
     parser.add_argument(
         "--data-dir",
         default=DEFAULT_DATA_DIR,
-        help=f"directory for the runs' document files, one .jsonl per run (default: {DEFAULT_DATA_DIR})",
+        help="directory for the runs' document files, one .jsonl per run "
+        f"(default: {DEFAULT_DATA_DIR})",
     )
     parser.add_argument(
         "--max-rate",
@@ -55,7 +58,9 @@ def build_parser(argv: list[str] | None = None):  # type: ignore[no-untyped-def]
     return parser, split_args
 
 
-async def _main(args, ioc_options, run_options) -> int:  # type: ignore[no-untyped-def]
+async def _main(
+    args: argparse.Namespace, ioc_options: dict[str, Any], run_options: dict[str, Any]
+) -> int:
     try:
         profile = load_profile(args.profile)
         registry = Registry(profile.devices, profile.plans)
@@ -75,8 +80,13 @@ async def _main(args, ioc_options, run_options) -> int:  # type: ignore[no-untyp
     )
     bridge.attach(worker)
     ioc = RunEngineIOC(registry=registry, bridge=bridge, **ioc_options)
-    log.info("profile %s: plans %s; devices %s; data in %s", args.profile,
-             ", ".join(registry.plan_names), ", ".join(registry.device_names), data_dir)
+    log.info(
+        "profile %s: plans %s; devices %s; data in %s",
+        args.profile,
+        ", ".join(registry.plan_names),
+        ", ".join(registry.device_names),
+        data_dir,
+    )
     return await serve(
         ioc,
         interfaces=run_options["interfaces"],

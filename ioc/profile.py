@@ -65,9 +65,9 @@ def _import_fresh(spec: str) -> ModuleType:
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
         return module
-    module = sys.modules.get(spec)
-    if module is not None:
-        return importlib.reload(module)
+    loaded = sys.modules.get(spec)
+    if loaded is not None:
+        return importlib.reload(loaded)
     return importlib.import_module(spec)
 
 
@@ -78,14 +78,18 @@ def load_profile(spec: str = DEFAULT_PROFILE) -> Profile:
     except ProfileError:
         raise
     except Exception as exc:
-        raise ProfileError(f"profile {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        raise ProfileError(
+            f"profile {spec!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
     build = getattr(module, "build_profile", None)
     if not callable(build):
         raise ProfileError(f"profile {spec!r} defines no build_profile() function")
     try:
         profile = build()
     except Exception as exc:
-        raise ProfileError(f"profile {spec!r} failed to build: {type(exc).__name__}: {exc}") from exc
+        raise ProfileError(
+            f"profile {spec!r} failed to build: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(profile, Profile):
         raise ProfileError(f"profile {spec!r}: build_profile() must return a Profile")
     return profile

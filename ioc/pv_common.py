@@ -39,8 +39,9 @@ def long_string(name: str, doc: str, *, value: str = "", read_only: bool = False
 
 def command_bo(name: str, doc: str, on_name: str) -> Any:
     """A momentary command button: put 1 to act; it reads 0 again once accepted."""
-    return pv(name, doc, value=0, dtype=ChannelType.ENUM, enum_strings=("Done", on_name),
-              record="bo")
+    return pv(
+        name, doc, value=0, dtype=ChannelType.ENUM, enum_strings=("Done", on_name), record="bo"
+    )
 
 
 def is_on(instance: Any, value: Any) -> bool:

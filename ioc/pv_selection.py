@@ -28,15 +28,23 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
 
 
 def _name_list(name: str, doc: str) -> Any:
-    return pv(name, doc, value=[""], dtype=ChannelType.STRING, max_length=NAME_LIST_LENGTH,
-              record="waveform", read_only=True)
+    return pv(
+        name,
+        doc,
+        value=[""],
+        dtype=ChannelType.STRING,
+        max_length=NAME_LIST_LENGTH,
+        record="waveform",
+        read_only=True,
+    )
 
 
 class SelectionGroup(PVGroup):
     """PlanName, PlanArgs and Metadata are checked as they are put; Start checks them again."""
 
-    plan_name = pv("PlanName", "Plan to run on Start", value="", dtype=ChannelType.STRING,
-                   record="stringout")
+    plan_name = pv(
+        "PlanName", "Plan to run on Start", value="", dtype=ChannelType.STRING, record="stringout"
+    )
     plan_args = long_string("PlanArgs", "Plan keyword arguments (JSON)", value="{}")
     metadata = long_string("Metadata", "Extra start-document metadata (JSON)", value="{}")
     plan_list = _name_list("PlanList", "Plans that PlanName accepts")

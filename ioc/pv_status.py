@@ -39,30 +39,81 @@ _EXIT_SEVERITY = {
 class StatusGroup(PVGroup):
     """Publishes worker events; the bridge calls :meth:`publish_event`/``publish_progress``."""
 
-    state = pv("State", "RunEngine state", value="idle", dtype=ChannelType.ENUM,
-               enum_strings=RUN_ENGINE_STATES, record="mbbi", read_only=True)
+    state = pv(
+        "State",
+        "RunEngine state",
+        value="idle",
+        dtype=ChannelType.ENUM,
+        enum_strings=RUN_ENGINE_STATES,
+        record="mbbi",
+        read_only=True,
+    )
     status = long_string("Status", "Last event or refusal, in words", read_only=True)
-    exit_status = pv("ExitStatus", "Exit status of the last plan", value="none",
-                     dtype=ChannelType.ENUM, enum_strings=tuple(s.value for s in ExitStatus),
-                     record="mbbi", read_only=True)
-    busy = pv("Busy", "A plan is in progress or paused", value=0, dtype=ChannelType.ENUM,
-              enum_strings=("Idle", "Busy"), record="bi", read_only=True)
-    scan_id = pv("ScanId", "Scan id of current/last run", value=0, record="longin",
-                 read_only=True)
-    run_uid = pv("RunUid", "Start uid of current/last run", value="", dtype=ChannelType.STRING,
-                 record="stringin", read_only=True)
-    current_point = pv("CurrentPoint", "Points taken in this run", value=0, record="longin",
-                       read_only=True)
-    total_points = pv("TotalPoints", "Points planned (0 unknown)", value=0, record="longin",
-                      read_only=True)
-    progress = pv("Progress", "Progress of the current run", value=0.0, record="ai", units="%",
-                  precision=1, lower_ctrl_limit=0.0, upper_ctrl_limit=100.0, read_only=True)
-    elapsed_time = pv("ElapsedTime", "Time since the run started", value=0.0, record="ai",
-                      units="s", precision=1, read_only=True)
-    remaining_time = pv("RemainingTime", "Estimated time left (-1 unknown)", value=-1.0,
-                        record="ai", units="s", precision=1, read_only=True)
-    plan_count = pv("PlanCount", "Plans ended since start-up", value=0, record="longin",
-                    read_only=True)
+    exit_status = pv(
+        "ExitStatus",
+        "Exit status of the last plan",
+        value="none",
+        dtype=ChannelType.ENUM,
+        enum_strings=tuple(s.value for s in ExitStatus),
+        record="mbbi",
+        read_only=True,
+    )
+    busy = pv(
+        "Busy",
+        "A plan is in progress or paused",
+        value=0,
+        dtype=ChannelType.ENUM,
+        enum_strings=("Idle", "Busy"),
+        record="bi",
+        read_only=True,
+    )
+    scan_id = pv("ScanId", "Scan id of current/last run", value=0, record="longin", read_only=True)
+    run_uid = pv(
+        "RunUid",
+        "Start uid of current/last run",
+        value="",
+        dtype=ChannelType.STRING,
+        record="stringin",
+        read_only=True,
+    )
+    current_point = pv(
+        "CurrentPoint", "Points taken in this run", value=0, record="longin", read_only=True
+    )
+    total_points = pv(
+        "TotalPoints", "Points planned (0 unknown)", value=0, record="longin", read_only=True
+    )
+    progress = pv(
+        "Progress",
+        "Progress of the current run",
+        value=0.0,
+        record="ai",
+        units="%",
+        precision=1,
+        lower_ctrl_limit=0.0,
+        upper_ctrl_limit=100.0,
+        read_only=True,
+    )
+    elapsed_time = pv(
+        "ElapsedTime",
+        "Time since the run started",
+        value=0.0,
+        record="ai",
+        units="s",
+        precision=1,
+        read_only=True,
+    )
+    remaining_time = pv(
+        "RemainingTime",
+        "Estimated time left (-1 unknown)",
+        value=-1.0,
+        record="ai",
+        units="s",
+        precision=1,
+        read_only=True,
+    )
+    plan_count = pv(
+        "PlanCount", "Plans ended since start-up", value=0, record="longin", read_only=True
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

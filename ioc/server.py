@@ -62,8 +62,9 @@ async def serve(
 
     await publish_units(ioc.pvdb)
     await ioc.selection.publish_names(ioc.registry.plan_names, ioc.registry.device_names)
-    await ioc.status.say(f"ready: {len(ioc.registry.plan_names)} plans, "
-                         f"{len(ioc.registry.device_names)} devices")
+    await ioc.status.say(
+        f"ready: {len(ioc.registry.plan_names)} plans, {len(ioc.registry.device_names)} devices"
+    )
     publisher = asyncio.ensure_future(ioc.bridge.publish_forever(ioc))
     server = asyncio.ensure_future(
         start_server(ioc.pvdb, interfaces=interfaces, log_pv_names=log_pv_names)
@@ -78,8 +79,9 @@ async def serve(
     else:
         log.info("%s received: ending any plan cleanly, then exiting", received[0])
         await ioc.status.say(f"IOC shutting down ({received[0]})")
-    clean = await ioc.bridge.shutdown(f"IOC shutting down ({received[0] if received else 'server ended'})",
-                                      shutdown_timeout)
+    clean = await ioc.bridge.shutdown(
+        f"IOC shutting down ({received[0] if received else 'server ended'})", shutdown_timeout
+    )
     # let the last events (state idle, plan finished) reach the clients
     await asyncio.sleep(0.1)
     for task in (publisher, server, waiter):

@@ -44,10 +44,10 @@ class LocalFilesSink:
         def write(name: str, doc: dict[str, Any]) -> None:
             # RunRouter hands on pages; the file keeps one line per event, as emitted
             if name == "event_page":
-                for event in unpack_event_page(doc):
+                for event in unpack_event_page(doc):  # type: ignore[arg-type]
                     writer("event", sanitize_doc(event))
             elif name == "datum_page":
-                for datum in unpack_datum_page(doc):
+                for datum in unpack_datum_page(doc):  # type: ignore[arg-type]
                     writer("datum", sanitize_doc(datum))
             else:
                 writer(name, sanitize_doc(doc))

@@ -8,6 +8,7 @@ from any thread; everything the worker has to say goes to one ``listener`` calla
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
@@ -94,9 +95,7 @@ class _RunTracker:
         elif name == "event":
             if doc.get("descriptor") in self._primary_descriptors:
                 self._points += 1
-                self._listener(
-                    Progress(self._points, self._total, self._start_time, time.time())
-                )
+                self._listener(Progress(self._points, self._total, self._start_time, time.time()))
         elif name == "stop":
             self.last_stop = doc
             self._listener(
@@ -150,7 +149,7 @@ class RunEngineWorker:
         if scan_id_source is not None:
             options["scan_id_source"] = scan_id_source
         self._re = RunEngine(dict(metadata or {}), **options)
-        self._re.state_hook = self._on_state
+        self._re.state_hook = self._on_state  # type: ignore[assignment]
         self._tracker = _RunTracker(listener)
         self._re.subscribe(self._tracker)
         for callback in callbacks:
@@ -229,19 +228,15 @@ class RunEngineWorker:
     def shutdown(self, reason: str = "IOC shutting down", timeout: float = 10.0) -> bool:
         """Abort any plan (cleanly), wait for it, stop the thread. True if it all ended."""
         if self.busy:
-            try:
+            with contextlib.suppress(Refused):
                 self.abort(reason)
-            except Refused:
-                pass
             deadline = time.monotonic() + timeout
             while self.busy and time.monotonic() < deadline:
                 time.sleep(0.01)
             if self.busy:
                 log.error("plan did not end within %.1f s of abort; halting", timeout)
-                try:
+                with contextlib.suppress(Refused):
                     self.halt()
-                except Refused:
-                    pass
         self._commands.put(None)
         self._thread.join(timeout)
         clean = not self._thread.is_alive()
@@ -311,12 +306,12 @@ class RunEngineWorker:
             else:
                 self._conclude(job, ExitStatus.FAIL, message)
         else:
-            status = getattr(result, "exit_status", "success")
             if self._interrupt is not None:
                 self._conclude(job, *self._interrupted_outcome())
             else:
+                exit_status = ExitStatus(str(getattr(result, "exit_status", "success")))
                 reason = str(getattr(result, "reason", "") or "")
-                self._conclude(job, ExitStatus(status), reason or "completed")
+                self._conclude(job, exit_status, reason or "completed")
 
     def _interrupted_outcome(self) -> tuple[ExitStatus, str]:
         kind, reason = self._interrupt or ("abort", "")

@@ -34,8 +34,12 @@ class Background:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.output = ""
 
@@ -70,7 +74,7 @@ class CaTools:
     def close(self) -> None:
         """End any background tool still running (only those we started)."""
         for tool in self.background:
-            if tool.proc.poll() is None or tool.proc.stdout and not tool.proc.stdout.closed:
+            if tool.proc.poll() is None or (tool.proc.stdout and not tool.proc.stdout.closed):
                 tool.finish()
 
     def pv(self, suffix: str) -> str:
@@ -89,14 +93,14 @@ class CaTools:
 
     # ---------------------------------------------------------------- reads
     def try_get(self, suffix: str, timeout: float = 2.0) -> str | None:
-        result = self.run("caget", "-t", "-w", str(timeout), self.pv(suffix),
-                          timeout=timeout + 10)
+        result = self.run("caget", "-t", "-w", str(timeout), self.pv(suffix), timeout=timeout + 10)
         return result.stdout.strip() if result.ok else None
 
     def get(self, suffix: str, *flags: str, timeout: float = 5.0) -> str:
         """Value only (`caget -t`), e.g. get('State'), get('Status', '-S')."""
-        result = self.run("caget", "-t", "-w", str(timeout), *flags, self.pv(suffix),
-                          timeout=timeout + 10)
+        result = self.run(
+            "caget", "-t", "-w", str(timeout), *flags, self.pv(suffix), timeout=timeout + 10
+        )
         assert result.ok, f"caget {suffix} failed: {result.stdout}{result.stderr}"
         return result.stdout.strip()
 
@@ -114,8 +118,15 @@ class CaTools:
         return [f for f in fields[1 : 1 + count] if f]
 
     # --------------------------------------------------------------- writes
-    def put(self, suffix: str, value: object, *, wait: bool = True, string: bool = False,
-            timeout: float = 60.0) -> Result:
+    def put(
+        self,
+        suffix: str,
+        value: object,
+        *,
+        wait: bool = True,
+        string: bool = False,
+        timeout: float = 60.0,
+    ) -> Result:
         """caput (with callback unless wait=False); -S for long strings."""
         args = []
         if wait:
@@ -149,8 +160,13 @@ class CaTools:
         self.put_ok("PlanArgs", arguments, string=True)
         self.put_ok("Metadata", metadata or {}, string=True)
 
-    def wait_for(self, suffix: str, predicate: Callable[[str], bool] | str,
-                 timeout: float = 30.0, interval: float = 0.05) -> str:
+    def wait_for(
+        self,
+        suffix: str,
+        predicate: Callable[[str], bool] | str,
+        timeout: float = 30.0,
+        interval: float = 0.05,
+    ) -> str:
         """Poll a PV until its value satisfies predicate (or equals a string)."""
         check = (lambda v: v == predicate) if isinstance(predicate, str) else predicate
         deadline = time.monotonic() + timeout

@@ -58,8 +58,15 @@ def repeater_port() -> Iterator[int]:
 class IOCProcess:
     """One runengine-ioc subprocess with its prefix, port, data directory and CA tools."""
 
-    def __init__(self, prefix: str, port: int, env: dict[str, str], data_dir: Path,
-                 log_path: Path, args: list[str]) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        port: int,
+        env: dict[str, str],
+        data_dir: Path,
+        log_path: Path,
+        args: list[str],
+    ) -> None:
         self.prefix = prefix
         self.port = port
         self.env = env
@@ -134,16 +141,26 @@ def make_ioc(tmp_path: Path, repeater_port: int) -> Iterator:
     """Factory: start an IOC with extra CLI flags; all are stopped (by PID) at teardown."""
     started: list[IOCProcess] = []
 
-    def make(*extra: str, profile: str | None = str(TEST_PROFILE), data_dir: Path | None = None,
-             prefix: str | None = None) -> IOCProcess:
+    def make(
+        *extra: str,
+        profile: str | None = str(TEST_PROFILE),
+        data_dir: Path | None = None,
+        prefix: str | None = None,
+    ) -> IOCProcess:
         prefix = prefix or f"T{uuid.uuid4().hex[:8]}:"
         port = _free_port()
         data = data_dir or tmp_path / f"data-{len(started)}"
         args = ["--prefix", prefix, "--data-dir", str(data), *extra]
         if profile:
             args += ["--profile", profile]
-        ioc = IOCProcess(prefix, port, loopback_env(port, repeater_port), data,
-                         tmp_path / f"ioc-{len(started)}.log", args)
+        ioc = IOCProcess(
+            prefix,
+            port,
+            loopback_env(port, repeater_port),
+            data,
+            tmp_path / f"ioc-{len(started)}.log",
+            args,
+        )
         started.append(ioc)
         ioc.start()
         return ioc

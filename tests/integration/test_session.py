@@ -9,10 +9,31 @@ from runengine_ioc.sinks import read_run
 README_ARGS = '{"detectors": ["det"], "motor": "motor", "start": -1, "stop": 1, "num": 11}'
 
 PV_TABLE = [
-    "PlanName", "PlanArgs", "Metadata", "Start", "Pause", "PauseDeferred", "Resume", "Stop",
-    "Abort", "Halt", "State", "Status", "ExitStatus", "ScanId", "RunUid", "CurrentPoint",
-    "TotalPoints", "Progress", "ElapsedTime", "RemainingTime", "PlanList", "DeviceList",
-    "Busy", "PlanDoc", "PlanCount",
+    "PlanName",
+    "PlanArgs",
+    "Metadata",
+    "Start",
+    "Pause",
+    "PauseDeferred",
+    "Resume",
+    "Stop",
+    "Abort",
+    "Halt",
+    "State",
+    "Status",
+    "ExitStatus",
+    "ScanId",
+    "RunUid",
+    "CurrentPoint",
+    "TotalPoints",
+    "Progress",
+    "ElapsedTime",
+    "RemainingTime",
+    "PlanList",
+    "DeviceList",
+    "Busy",
+    "PlanDoc",
+    "PlanCount",
 ]
 
 
@@ -57,15 +78,27 @@ def test_every_pv_is_a_record_with_a_description(ioc):
         assert ioc.ca.get(f"{suffix}.STAT") == "NO_ALARM", suffix
     assert ioc.ca.get("Progress.EGU") == "%"
     assert ioc.ca.get("ElapsedTime.EGU") == "s"
-    states = [ioc.ca.get(f"State.{f}") for f in ("ZRST", "ONST", "TWST", "THST", "FRST",
-                                                   "FVST", "SXST", "SVST", "EIST")]
-    assert states == ["idle", "running", "pausing", "paused", "halting", "stopping",
-                      "aborting", "suspending", "panicked"]
+    states = [
+        ioc.ca.get(f"State.{f}")
+        for f in ("ZRST", "ONST", "TWST", "THST", "FRST", "FVST", "SXST", "SVST", "EIST")
+    ]
+    assert states == [
+        "idle",
+        "running",
+        "pausing",
+        "paused",
+        "halting",
+        "stopping",
+        "aborting",
+        "suspending",
+        "panicked",
+    ]
 
 
 def test_metadata_is_merged_into_the_start_document(ioc):
-    ioc.ca.configure("count", {"detectors": ["det1", "det2"], "num": 3},
-                     {"sample": "LaB6", "operator": "ana"})
+    ioc.ca.configure(
+        "count", {"detectors": ["det1", "det2"], "num": 3}, {"sample": "LaB6", "operator": "ana"}
+    )
     assert ioc.ca.put("Start", 1).ok
     start_doc = read_run(ioc.runs()[-1])[0][1]
     assert start_doc["sample"] == "LaB6"

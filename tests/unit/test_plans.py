@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from bluesky import RunEngine
 from ophyd.sim import hw
+
 from runengine_ioc import plans
 from runengine_ioc.plans import (
     DEFAULT_PLANS,

@@ -14,6 +14,7 @@ from bluesky import RunEngine
 from bluesky.protocols import Movable, Readable
 from ophyd.sim import SynAxis, hw
 from pydantic import Field
+
 from runengine_ioc.plans import DEFAULT_PLANS
 from runengine_ioc.registry import ArgumentError, Registry, ValidatedPlan
 
