@@ -6,7 +6,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from caproto import AlarmSeverity, AlarmStatus, ChannelType, SkipWrite
+from caproto import AlarmSeverity, AlarmStatus, ChannelType, SkipWrite, SubscriptionType
 from caproto.server import pvproperty
 
 from .events import Refused
@@ -62,9 +62,14 @@ def clip_text(text: str, limit: int = LONG_STRING_LENGTH - 1) -> str:
 async def write_alarmed(channel: Any, value: Any, severity: AlarmSeverity) -> None:
     """Write a value with the alarm severity the IOC decides (STATE alarm when raised)."""
     status = AlarmStatus.STATE if severity != AlarmSeverity.NO_ALARM else AlarmStatus.NO_ALARM
-    if channel.alarm.severity != severity or channel.alarm.status != status:
-        await channel.alarm.write(severity=severity, status=status)
+    changed = channel.alarm.severity != severity or channel.alarm.status != status
+    if changed:
+        # not published on its own: monitors get value and alarm in one update
+        await channel.alarm.write(severity=severity, status=status, publish=False)
     await channel.write(value)
+    if changed:
+        # the record's SEVR/STAT fields follow
+        await channel.alarm.publish(SubscriptionType.DBE_ALARM, except_for=(channel,))
 
 
 async def clear_put_alarm(channel: Any) -> None:

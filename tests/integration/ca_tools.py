@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,26 +42,48 @@ class Background:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        self.output = ""
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self._lines)
 
     def poll(self) -> int | None:
         return self.proc.poll()
 
+    def _close(self) -> None:
+        self._reader.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
     def wait(self, timeout: float) -> int:
         """Wait for it to end by itself; returns its exit code."""
-        self.output, _ = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode
+        code = self.proc.wait(timeout)
+        self._close()
+        return code
 
-    def finish(self) -> str:
-        """End it (SIGTERM) and return all it printed."""
+    def finish(self, until: Callable[[str], bool] | None = None, timeout: float = 10.0) -> str:
+        """End it (SIGTERM), once its output satisfies ``until``; return all it printed."""
+        deadline = time.monotonic() + timeout
+        while until is not None and not until(self.output) and time.monotonic() < deadline:
+            time.sleep(0.02)
         if self.proc.poll() is None:
             self.proc.terminate()
-        self.output, _ = self.proc.communicate(timeout=10)
+        self.proc.wait(10)
+        self._close()
         return self.output
 
     def kill(self) -> None:
         self.proc.kill()
-        self.proc.communicate(timeout=10)
+        self.proc.wait(10)
+        self._close()
 
 
 class CaTools:

@@ -1,0 +1,104 @@
+"""Publishing: every State transition reaches monitors in order; per-point PVs are coalesced."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .ca_tools import monitor_values
+
+WATCHER = Path(__file__).with_name("pyepics_watch.py")
+
+
+class PyepicsWatcher:
+    """pyepics monitoring some PVs from another process."""
+
+    def __init__(self, ioc, *suffixes: str) -> None:  # type: ignore[no-untyped-def]
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WATCHER), *[ioc.ca.pv(s) for s in suffixes]],
+            env=ioc.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        first = json.loads(self.proc.stdout.readline() or "{}")
+        assert first.get("ready"), first
+        self.values: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            update = json.loads(line)
+            if "value" in update:
+                self.values.append(update["value"])
+
+    def wait_for_last(self, value: str, timeout: float = 10.0) -> list[str]:
+        """Wait until the latest update is value; return all values seen."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (not self.values or self.values[-1] != value):
+            time.sleep(0.02)
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        self._reader.join(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return self.values
+
+
+def test_every_state_transition_reaches_a_pyepics_monitor_in_order(ioc):
+    watcher = PyepicsWatcher(ioc, "State")
+    ioc.ca.configure("count", {"detectors": ["det"], "num": 200, "delay": 0.02})
+    pending = ioc.ca.start_put("Start", 1)
+    ioc.ca.wait_for("CurrentPoint", lambda v: int(v) >= 3)
+    assert ioc.ca.put("Pause", 1).ok
+    ioc.ca.wait_for("State", "paused")
+    assert ioc.ca.put("Resume", 1).ok
+    ioc.ca.wait_for("State", "running")
+    assert ioc.ca.put("Abort", 1).ok
+    assert pending.wait(30) == 0
+    states = watcher.wait_for_last("idle")
+    assert states == ["idle", "running", "pausing", "paused", "running", "aborting", "idle"]
+
+
+def test_per_point_pvs_are_coalesced_and_end_on_the_final_values(ioc):
+    monitor = ioc.ca.monitor("CurrentPoint", "Progress", "State")
+    ioc.ca.wait_for("State", "idle")
+    ioc.ca.configure("count", {"detectors": ["det"], "num": 1000})
+    assert ioc.ca.put("Start", 1).ok
+    elapsed = float(ioc.ca.get("ElapsedTime"))
+    output = monitor.finish(
+        until=lambda out: (
+            monitor_values(out, ":State")[-1:] == ["idle"]
+            and "100" in monitor_values(out, ":Progress")
+        )
+    )
+    points = [int(v) for v in monitor_values(output, ":CurrentPoint")]
+    progress = [float(v) for v in monitor_values(output, ":Progress")]
+    assert points[-1] == 1000
+    assert progress[-1] == 100.0
+    # at most 10 Hz (the default --max-rate) plus the initial, reset and final values
+    assert len(points) <= elapsed * 10 + 5, (len(points), elapsed)
+    assert points == sorted(points)
+    assert monitor_values(output, ":State") == ["idle", "running", "idle"]
+
+
+def test_max_rate_flag_bounds_the_update_rate(make_ioc):
+    ioc = make_ioc("--max-rate", "2")
+    monitor = ioc.ca.monitor("CurrentPoint")
+    ioc.ca.wait_for("State", "idle")
+    ioc.ca.configure("count", {"detectors": ["det"], "num": 60, "delay": 0.02})
+    assert ioc.ca.put("Start", 1).ok
+    elapsed = float(ioc.ca.get("ElapsedTime"))
+    output = monitor.finish(until=lambda out: "60" in monitor_values(out, ":CurrentPoint"))
+    points = [int(v) for v in monitor_values(output, ":CurrentPoint")]
+    assert points[-1] == 60
+    assert len(points) <= elapsed * 2 + 4, (len(points), elapsed)
