@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("caproto").propagate = False  # caproto has its own handler
     return asyncio.run(_main(args, ioc_options, run_options))
 
 
