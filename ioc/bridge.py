@@ -48,6 +48,9 @@ class Bridge:
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._progress_lock = threading.Lock()
         self._progress: Progress | None = None
+        self._progress_after = 0  # ordered events sent before the stored progress
+        self._enqueued = 0  # ordered events sent by the worker
+        self._published = 0  # ordered events published (only touched on the loop)
         self._waiters: dict[int, asyncio.Future[PlanFinished]] = {}
         self._current_ticket: int | None = None
         self._publish_lock = asyncio.Lock()
@@ -64,16 +67,28 @@ class Bridge:
     # ------------------------------------------------------------ events up
     def listener(self, event: Any) -> None:
         """Called from any thread by the worker; never blocks."""
-        if isinstance(event, Progress):
-            with self._progress_lock:
+        with self._progress_lock:
+            if isinstance(event, Progress):
+                # stamped with the ordered events sent before it (its RunOpened among them)
                 self._progress = event
-            return
+                self._progress_after = self._enqueued
+                return
+            self._enqueued += 1
         self._loop.call_soon_threadsafe(self._events.put_nowait, event)
 
     def _take_progress(self) -> Progress | None:
+        """The latest progress, once every ordered event sent before it has been published."""
         with self._progress_lock:
+            if self._progress is None or self._progress_after > self._published:
+                return None
             progress, self._progress = self._progress, None
         return progress
+
+    async def _publish_progress(self, publisher: Publisher) -> None:
+        try:
+            await publisher.publish_progress(self._take_progress(), time.time())
+        except Exception:
+            log.exception("publishing progress failed")
 
     async def publish_forever(self, publisher: Publisher) -> None:
         """Drain events and publish progress at a bounded rate, until cancelled."""
@@ -84,11 +99,12 @@ class Bridge:
                 async with self._publish_lock:
                     if isinstance(event, RunClosed | PlanFinished):
                         # the final per-point values go out before the end of the run
-                        await publisher.publish_progress(self._take_progress(), time.time())
+                        await self._publish_progress(publisher)
                     try:
                         await publisher.publish_event(event)
                     except Exception:
                         log.exception("publishing %r failed", event)
+                    self._published += 1
                 if isinstance(event, PlanFinished):
                     self._finish(event)
         finally:
@@ -98,10 +114,7 @@ class Bridge:
         while True:
             await asyncio.sleep(self._period)
             async with self._publish_lock:
-                try:
-                    await publisher.publish_progress(self._take_progress(), time.time())
-                except Exception:
-                    log.exception("publishing progress failed")
+                await self._publish_progress(publisher)
 
     def _finish(self, event: PlanFinished) -> None:
         if self._current_ticket == event.ticket:

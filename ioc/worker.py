@@ -54,6 +54,7 @@ class _Job:
     ticket: int
     plan: ValidatedPlan
     metadata: dict[str, Any]
+    handed_over: bool = False  # given to the RunEngine (which may not be running yet)
 
 
 class _RunTracker:
@@ -94,8 +95,13 @@ class _RunTracker:
                 self._primary_descriptors.add(doc["uid"])
         elif name == "event":
             if doc.get("descriptor") in self._primary_descriptors:
-                self._points += 1
-                self._listener(Progress(self._points, self._total, self._start_time, time.time()))
+                # a reading replayed after a pause comes again with the same seq_num
+                seq_num = int(doc.get("seq_num", self._points + 1))
+                if seq_num > self._points:
+                    self._points = seq_num
+                    self._listener(
+                        Progress(self._points, self._total, self._start_time, time.time())
+                    )
         elif name == "stop":
             self.last_stop = doc
             self._listener(
@@ -245,11 +251,16 @@ class RunEngineWorker:
 
     # --------------------------------------------------------------- internals
     def _interrupt_plan(self, kind: str, reason: str) -> None:
-        state = self.state
-        if state == "idle" or not self.busy:
-            raise Refused(f"nothing to {kind}, the RunEngine is {state}")
         with self._lock:
+            job = self._job
+            if job is None:
+                raise Refused(f"nothing to {kind}, the RunEngine is {self.state}")
             self._interrupt = (kind, reason)
+            if not job.handed_over:
+                return  # accepted but not started: _execute ends it without running it
+        state = self._state_once_started(job)
+        if state is None:
+            return  # it ended meanwhile
         action: Callable[[], Any] = {
             "stop": self._re.stop,
             "abort": lambda: self._re.abort(reason),
@@ -264,6 +275,16 @@ class RunEngineWorker:
         except Exception as exc:
             raise Refused(f"cannot {kind}: {exc}") from exc
 
+    def _state_once_started(self, job: _Job, timeout: float = 5.0) -> str | None:
+        """The RunEngine's state once it has taken the job (it starts asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while self._job is job:
+            state = self.state
+            if state != "idle" or time.monotonic() > deadline:
+                return state
+            time.sleep(0.001)
+        return None
+
     def _serve(self) -> None:
         while True:
             command = self._commands.get()
@@ -277,6 +298,12 @@ class RunEngineWorker:
     def _execute(self, job: _Job) -> None:
         self._tracker.reset()
         self._listener(StatusMessage(f"running {job.plan.name}"))
+        with self._lock:
+            interrupted = self._interrupt is not None
+            job.handed_over = not interrupted
+        if interrupted:
+            self._conclude(job, *self._interrupted_outcome())
+            return
         self._drive(lambda: self._re(job.plan.make_generator(), **job.metadata))
 
     def _resume(self) -> None:

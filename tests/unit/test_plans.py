@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from bluesky import RunEngine
-from ophyd.sim import hw
 
 from runengine_ioc import plans
 from runengine_ioc.plans import (
@@ -25,24 +21,6 @@ from runengine_ioc.plans import (
 )
 
 Docs = list[tuple[str, dict[str, Any]]]
-
-
-@pytest.fixture
-def RE() -> Iterator[RunEngine]:
-    """A fresh RunEngine on its own event loop, stopped and closed afterwards."""
-    loop = asyncio.new_event_loop()
-    engine = RunEngine({}, loop=loop, context_managers=[])
-    yield engine
-    if engine.state != "idle":
-        engine.halt()
-    loop.call_soon_threadsafe(loop.stop)
-    engine._th.join(timeout=5)
-    loop.close()
-
-
-@pytest.fixture
-def devices() -> SimpleNamespace:
-    return hw()
 
 
 @pytest.fixture

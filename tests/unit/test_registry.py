@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Annotated, Any
 
 import pytest
-from bluesky import RunEngine
 from bluesky.protocols import Movable, Readable
-from ophyd.sim import SynAxis, hw
+from ophyd.sim import SynAxis
 from pydantic import Field
 
 from runengine_ioc.plans import DEFAULT_PLANS
@@ -20,27 +18,9 @@ from runengine_ioc.registry import ArgumentError, Registry, ValidatedPlan
 
 
 @pytest.fixture
-def devices() -> SimpleNamespace:
-    return hw()
-
-
-@pytest.fixture
 def registry(devices: SimpleNamespace) -> Registry:
     d = devices
     return Registry([d.det, d.det1, d.det2, d.motor, d.motor1, d.motor2, d.flyer1], DEFAULT_PLANS)
-
-
-@pytest.fixture
-def RE() -> Iterator[RunEngine]:
-    """A fresh RunEngine on its own event loop, stopped and closed afterwards."""
-    loop = asyncio.new_event_loop()
-    engine = RunEngine({}, loop=loop, context_managers=[])
-    yield engine
-    if engine.state != "idle":
-        engine.halt()
-    loop.call_soon_threadsafe(loop.stop)
-    engine._th.join(timeout=5)
-    loop.close()
 
 
 SCAN = {"detectors": ["det"], "motor": "motor", "start": 0, "stop": 1, "num": 3}
