@@ -160,6 +160,10 @@ class Bridge:
     async def halt(self) -> None:
         await asyncio.to_thread(self._require_worker().halt)
 
+    async def reconfigure(self, registry: Any, **extras: Any) -> None:
+        """Swap in a reloaded profile (Refused while a plan is in progress)."""
+        self._require_worker().reconfigure(registry, **extras)
+
     async def shutdown(self, reason: str, timeout: float) -> bool:
         """Abort any plan cleanly, wait for its documents, stop the worker thread."""
         worker = self._require_worker()

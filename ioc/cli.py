@@ -12,8 +12,7 @@ from typing import Any
 from caproto.server import template_arg_parser
 
 from .bridge import Bridge
-from .profile import DEFAULT_PROFILE, ProfileError, as_list, load_profile
-from .registry import Registry
+from .profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
 from .server import RunEngineIOC, serve
 from .sinks import LocalFilesSink, PersistentScanId
 from .worker import RunEngineWorker
@@ -44,6 +43,11 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         f"(default: {DEFAULT_DATA_DIR})",
     )
     parser.add_argument(
+        "--happi-db",
+        default=None,
+        help="a happi JSON database whose active items are added to the profile's devices",
+    )
+    parser.add_argument(
         "--max-rate",
         type=float,
         default=10.0,
@@ -61,25 +65,35 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
 async def _main(
     args: argparse.Namespace, ioc_options: dict[str, Any], run_options: dict[str, Any]
 ) -> int:
+    def reloader() -> Setup:
+        return build_setup(args.profile, args.happi_db, reload_library=True)
+
     try:
-        profile = load_profile(args.profile)
-        registry = Registry(profile.devices, profile.plans)
-    except (ProfileError, TypeError, ValueError) as exc:
+        setup = build_setup(args.profile, args.happi_db)
+    except ProfileError as exc:
         log.error("cannot start: %s", exc)
         return 2
+    registry = setup.registry
     data_dir = Path(args.data_dir).expanduser()
     files = LocalFilesSink(data_dir)
     bridge = Bridge(asyncio.get_running_loop(), max_rate_hz=args.max_rate)
     worker = RunEngineWorker(
         registry,
         bridge.listener,
-        callbacks=[files, *profile.callbacks],
-        suspenders=as_list(profile.suspenders),
-        metadata=profile.metadata,
+        callbacks=[files],
+        profile_callbacks=setup.callbacks,
+        suspenders=setup.suspenders,
+        metadata=setup.metadata,
         scan_id_source=PersistentScanId(data_dir),
     )
     bridge.attach(worker)
-    ioc = RunEngineIOC(registry=registry, bridge=bridge, **ioc_options)
+    ioc = RunEngineIOC(
+        registry=registry,
+        bridge=bridge,
+        reloader=reloader,
+        description=setup.description,
+        **ioc_options,
+    )
     log.info(
         "profile %s: plans %s; devices %s; data in %s",
         args.profile,

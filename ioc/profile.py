@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .registry import Registry
+
 DEFAULT_PROFILE = "runengine_ioc.profiles.sim"
 
 _file_counter = itertools.count()
@@ -97,3 +99,72 @@ def load_profile(spec: str = DEFAULT_PROFILE) -> Profile:
 
 def as_list(items: Mapping[str, Any] | Iterable[Any]) -> list[Any]:
     return list(items.values()) if isinstance(items, Mapping) else list(items)
+
+
+def load_happi_devices(path: str) -> dict[str, Any]:
+    """Instantiate the active items of a happi JSON database, keyed by name."""
+    try:
+        from happi import Client
+        from happi.backends.json_db import JSONBackend
+        from happi.loader import from_container
+    except ImportError as exc:
+        raise ProfileError("--happi-db needs happi: pip install 'runengine-ioc[happi]'") from exc
+    if not Path(path).is_file():
+        raise ProfileError(f"happi database not found: {path}")
+    devices: dict[str, Any] = {}
+    try:
+        client = Client(database=JSONBackend(path))
+        for result in client.search(active=True):
+            item = result.item
+            devices[item.name] = from_container(item, use_cache=False)
+    except Exception as exc:
+        raise ProfileError(f"happi database {path}: {type(exc).__name__}: {exc}") from exc
+    return devices
+
+
+@dataclass
+class Setup:
+    """What a loaded profile gives the IOC: the registry and the RunEngine's extras."""
+
+    registry: Registry
+    callbacks: list[Callable[[str, dict], Any]]
+    suspenders: list[Any]
+    metadata: dict[str, Any]
+    description: str
+
+
+def build_setup(spec: str, happi_db: str | None = None, *, reload_library: bool = False) -> Setup:
+    """Load the profile (and happi devices) and build the registry; ProfileError if broken.
+
+    With ``reload_library`` the plan library is re-read first, so a Reload picks up edits.
+    """
+    if reload_library:
+        import runengine_ioc.plans
+
+        try:
+            importlib.reload(runengine_ioc.plans)
+        except Exception as exc:
+            raise ProfileError(f"plan library failed to reload: {exc}") from exc
+    profile = load_profile(spec)
+    devices = (
+        dict(profile.devices)
+        if isinstance(profile.devices, Mapping)
+        else {getattr(d, "name", None): d for d in profile.devices}
+    )
+    if happi_db:
+        for name, device in load_happi_devices(happi_db).items():
+            if name in devices:
+                raise ProfileError(f"device {name!r} is both in the profile and in happi")
+            devices[name] = device
+    try:
+        registry = Registry(devices, profile.plans)
+    except (TypeError, ValueError) as exc:
+        raise ProfileError(f"profile {spec!r}: {exc}") from exc
+    source = spec + (f" + happi {happi_db}" if happi_db else "")
+    return Setup(
+        registry,
+        list(profile.callbacks),
+        as_list(profile.suspenders),
+        dict(profile.metadata),
+        source,
+    )

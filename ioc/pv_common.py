@@ -23,17 +23,26 @@ def pv(name: str, doc: str, **kwargs: Any) -> Any:
     return pvproperty(name=name, doc=doc, alarm_group=name, **kwargs)
 
 
-def long_string(name: str, doc: str, *, value: str = "", read_only: bool = False) -> Any:
+def long_string(
+    name: str,
+    doc: str,
+    *,
+    value: str = "",
+    read_only: bool = False,
+    length: int = LONG_STRING_LENGTH,
+    **kwargs: Any,
+) -> Any:
     """A char waveform carrying UTF-8 text, for JSON and messages (`caget -S`, `caput -S`)."""
     return pv(
         name,
         doc,
         value=value,
         dtype=ChannelType.CHAR,
-        max_length=LONG_STRING_LENGTH,
+        max_length=length,
         string_encoding="utf-8",
         record="waveform",
         read_only=read_only,
+        **kwargs,
     )
 
 
@@ -81,8 +90,11 @@ async def clear_put_alarm(channel: Any) -> None:
 Putter = Callable[[Any, Any, Any], Awaitable[Any]]
 
 
-def refusals_to_status(label: str) -> Callable[[Putter], Putter]:
-    """Decorate a putter: a refusal fails the put and says why in Status, at once."""
+def refusals_to_status(label: str | Callable[[Any], str]) -> Callable[[Putter], Putter]:
+    """Decorate a putter: a refusal fails the put and says why in Status, at once.
+
+    ``label`` names the PV in the message; a callable gets the group (for generated groups).
+    """
 
     def decorate(putter: Putter) -> Putter:
         @functools.wraps(putter)
@@ -90,7 +102,8 @@ def refusals_to_status(label: str) -> Callable[[Putter], Putter]:
             try:
                 result = await putter(group, instance, value)
             except (ArgumentError, Refused) as exc:
-                await group.parent.status.refuse(f"{label}: {exc}")
+                where = label(group) if callable(label) else label
+                await group.parent.status.refuse(f"{where}: {exc}")
                 raise
             except SkipWrite:
                 await clear_put_alarm(instance)

@@ -22,6 +22,9 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from .signatures import (
     ArgumentError,
+    Param,
+    ParameterInfo,
+    describe_parameter,
     device_field,
     device_kind,
     parameter_docs,
@@ -30,7 +33,7 @@ from .signatures import (
     unpartial,
 )
 
-__all__ = ["ArgumentError", "Registry", "ValidatedPlan", "device_kind"]
+__all__ = ["ArgumentError", "ParameterInfo", "Registry", "ValidatedPlan", "device_kind"]
 
 _NAME_RE = re.compile(r"^[^\s,.]+$")
 
@@ -68,6 +71,7 @@ class _PlanSpec:
     required: frozenset[str]
     field_to_param: Mapping[str, str]  # model field "p0" -> parameter name
     summary: str
+    parameters: tuple[ParameterInfo, ...]  # for forms, in signature order
 
 
 def _keyed(what: str, items: Mapping[str, Any] | Iterable[Any], attr: str) -> dict[str, Any]:
@@ -160,6 +164,35 @@ class Registry:
         obj = self.device(name_or_obj) if isinstance(name_or_obj, str) else name_or_obj
         return device_kind(obj)
 
+    def device_info(self) -> dict[str, dict[str, Any]]:
+        """Each device: its kind, readable fields with units and limits, positioner limits.
+
+        Reads ``describe()``, which may touch the control system: call it off the event loop.
+        A device that cannot describe itself says why instead of failing the whole list.
+        """
+        info: dict[str, dict[str, Any]] = {}
+        for name in self.device_names:
+            device = self._devices[name]
+            entry: dict[str, Any] = {"kind": device_kind(device)}
+            try:
+                fields = {}
+                for key, desc in (device.describe() if hasattr(device, "describe") else {}).items():
+                    field: dict[str, Any] = {}
+                    if desc.get("units"):
+                        field["units"] = desc["units"]
+                    low, high = desc.get("lower_ctrl_limit"), desc.get("upper_ctrl_limit")
+                    if low is not None and high is not None and low != high:
+                        field["limits"] = [low, high]
+                    fields[key] = field
+                entry["fields"] = fields
+                limits = getattr(device, "limits", None)
+                if isinstance(limits, tuple) and len(limits) == 2 and limits[0] != limits[1]:
+                    entry["limits"] = list(limits)
+            except Exception as exc:
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+            info[name] = entry
+        return info
+
     def plan_summary(self, name: str) -> str:
         """The first line of the plan's docstring ("" if it has none)."""
         return self._spec(name).summary
@@ -178,7 +211,26 @@ class Registry:
             schema["description"] = spec.summary
         return schema
 
+    def parameters(self, name: str) -> tuple[ParameterInfo, ...]:
+        """The plan's parameters described for a form (kind, default, choices, limits)."""
+        return self._spec(name).parameters
+
     # -- validation ----------------------------------------------------------------------
+
+    def check_argument(self, plan_name: str, parameter: str, value: Any) -> None:
+        """Check one argument on its own (as a form field is put); ArgumentError if wrong."""
+        spec = self._spec(plan_name)
+        if parameter not in spec.params:
+            raise ArgumentError(f"{spec.name}: unknown argument {parameter!r}")
+        field = next(f for f, p in spec.field_to_param.items() if p == parameter)
+        try:
+            spec.model.model_validate({parameter: value})
+        except pydantic.ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                if error["loc"] and error["loc"][0] in (field, parameter):
+                    raise ArgumentError(_format_error(spec, error)) from None
+        except Exception as exc:
+            raise ArgumentError(f"{spec.name}: argument {parameter!r} refused: {exc}") from None
 
     def validate(self, plan_name: str, arguments: Mapping[str, Any]) -> ValidatedPlan:
         """Check ``arguments`` for the plan ``plan_name``; resolve device names.
@@ -195,7 +247,7 @@ class Registry:
         except ArgumentError:
             raise
         except pydantic.ValidationError as exc:
-            raise ArgumentError(_format_validation_error(spec, exc)) from None
+            raise ArgumentError(_format_error(spec, exc.errors(include_url=False)[0])) from None
         except Exception as exc:  # never let anything else escape to the caller
             message = " ".join(f"{spec.name}: arguments refused: {exc!r}".split())
             raise ArgumentError(message) from None
@@ -261,7 +313,18 @@ class Registry:
         doc = inspect.getdoc(unpartial(plan)) or ""
         summary = (doc.strip().splitlines() or [""])[0].strip()
         names = tuple(p.name for p in params)
-        return _PlanSpec(name, plan, model, names, frozenset(required), field_to_param, summary)
+        infos = tuple(
+            describe_parameter(p, docs.get(p.name, ""), self._candidates(p)) for p in params
+        )
+        return _PlanSpec(
+            name, plan, model, names, frozenset(required), field_to_param, summary, infos
+        )
+
+    def _candidates(self, param: Param) -> tuple[str, ...]:
+        if param.device is None:
+            return ()
+        types = param.device.types
+        return tuple(n for n in self.device_names if isinstance(self._devices[n], types))
 
 
 _EXPECTED = {  # pydantic error type -> what we say
@@ -276,9 +339,8 @@ _EXPECTED = {  # pydantic error type -> what we say
 }
 
 
-def _format_validation_error(spec: _PlanSpec, exc: pydantic.ValidationError) -> str:
-    """The first pydantic error as one line: ``plan: argument 'p' (item 2): message``."""
-    error = exc.errors(include_url=False)[0]
+def _format_error(spec: _PlanSpec, error: Any) -> str:
+    """A pydantic error as one line: ``plan: argument 'p' (item 2): message``."""
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     loc = list(error["loc"]) or ["?"]
     items = [str(part) for part in loc[1:] if isinstance(part, int)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from caproto.asyncio.server import start_server
@@ -12,9 +13,12 @@ from caproto.server import PVGroup, SubGroup
 
 from .bridge import Bridge
 from .events import Progress
+from .profile import Setup
 from .pv_common import publish_units
 from .pv_control import ControlGroup
+from .pv_forms import PlanForm, build_form
 from .pv_selection import SelectionGroup
+from .pv_setup import SetupGroup
 from .pv_status import StatusGroup
 from .registry import Registry
 
@@ -22,16 +26,95 @@ log = logging.getLogger(__name__)
 
 
 class RunEngineIOC(PVGroup):
-    """All PVs of the RunEngine IOC, flat under one prefix (``BL01:RE:State`` ...)."""
+    """All PVs of the RunEngine IOC, flat under one prefix (``BL01:RE:State`` ...).
+
+    Besides the fixed groups, each registered plan gets a form (``<prefix><plan>:...``);
+    Reload adds, replaces and retires forms while the server runs.
+    """
 
     selection = SubGroup(SelectionGroup, prefix="")
     control = SubGroup(ControlGroup, prefix="")
     status = SubGroup(StatusGroup, prefix="")
+    setup = SubGroup(SetupGroup, prefix="")
 
-    def __init__(self, *args: Any, registry: Registry, bridge: Bridge, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        registry: Registry,
+        bridge: Bridge,
+        reloader: Callable[[], Setup] | None = None,
+        description: str = "",
+        **kwargs: Any,
+    ) -> None:
         self.registry = registry
         self.bridge = bridge
+        self.reloader = reloader
+        self.description = description
         super().__init__(*args, **kwargs)
+        self.forms: dict[str, PlanForm] = {}
+        for name in registry.plan_names if registry is not None else ():
+            self._add_form(name)
+
+    def _add_form(self, name: str) -> PlanForm:
+        form = build_form(name, self.registry, self.prefix, self)
+        clash = set(form.pvdb) & set(self.pvdb)
+        if clash:
+            raise ValueError(f"plan {name!r}: its form's PVs clash with {sorted(clash)}")
+        self.forms[name] = form
+        self.pvdb.update(form.pvdb)
+        return form
+
+    def _retire_form(self, name: str) -> None:
+        form = self.forms.pop(name)
+        form.retired = True
+        for pvname in form.pvdb:
+            self.pvdb.pop(pvname, None)
+
+    async def initialize(self) -> None:
+        """Publish what needs the event loop: names, units, forms, device information."""
+        await publish_units(self.pvdb)
+        await self.selection.publish_names(self.registry.plan_names, self.registry.device_names)
+        for form in self.forms.values():
+            await form.initialize()
+        await self.setup.publish_setup(self.description, self.registry)
+
+    async def apply_setup(self, setup: Setup) -> None:
+        """Serve a reloaded profile: new registry, forms added, rebuilt or retired."""
+        await self.bridge.reconfigure(
+            setup.registry,
+            profile_callbacks=setup.callbacks,
+            suspenders=setup.suspenders,
+            metadata=setup.metadata,
+        )
+        old = self.registry
+        self.registry = setup.registry
+        self.description = setup.description
+        added, removed = [], []
+        for name in old.plan_names:
+            if name not in setup.registry.plan_names:
+                self._retire_form(name)
+                removed.append(name)
+            elif old.parameters(name) != setup.registry.parameters(name):
+                self._retire_form(name)
+        for name in setup.registry.plan_names:
+            if name not in self.forms:
+                form = self._add_form(name)
+                await publish_units(form.pvdb)
+                if name not in old.plan_names:
+                    added.append(name)
+        for form in self.forms.values():
+            await form.initialize()
+        await self.selection.publish_names(setup.registry.plan_names, setup.registry.device_names)
+        await self.setup.publish_setup(setup.description, setup.registry)
+        changes = "".join(
+            f"; {label}: {', '.join(names)}"
+            for label, names in (("added", added), ("removed", removed))
+            if names
+        )
+        await self.status.say(
+            f"reloaded: {len(setup.registry.plan_names)} plans, "
+            f"{len(setup.registry.device_names)} devices{changes}"
+        )
 
     # the bridge's Publisher: events are shown by the status group
     async def publish_event(self, event: Any) -> None:
@@ -60,8 +143,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
 
-    await publish_units(ioc.pvdb)
-    await ioc.selection.publish_names(ioc.registry.plan_names, ioc.registry.device_names)
+    await ioc.initialize()
     await ioc.status.say(
         f"ready: {len(ioc.registry.plan_names)} plans, {len(ioc.registry.device_names)} devices"
     )

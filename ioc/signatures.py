@@ -15,7 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 import pydantic
 from bluesky.protocols import Flyable, Movable, Readable
@@ -263,3 +272,106 @@ def device_field(
     if spec.optional:
         schema = {"anyOf": [schema, {"type": "null"}]}
     return Annotated[Any, pydantic.PlainValidator(validate), pydantic.WithJsonSchema(schema)]
+
+
+# -- parameters as form fields ----------------------------------------------------------
+
+#: What a parameter's form PV holds (see :class:`ParameterInfo`).
+FORM_KINDS = (
+    "float",
+    "int",
+    "bool",
+    "str",
+    "choice",
+    "device",
+    "devices",
+    "floats",
+    "ints",
+    "json",
+)
+
+
+@dataclass(frozen=True)
+class ParameterInfo:
+    """One plan parameter, described for a form: its kind, default, choices, units, limits.
+
+    ``kind`` is one of :data:`FORM_KINDS`; ``choices`` are the allowed values of a
+    ``choice`` (Literal/Enum) or the candidate device names of a ``device``/``devices``
+    parameter; ``default`` is JSON-like, ``None`` when the parameter is required.
+    """
+
+    name: str
+    kind: str
+    required: bool
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    units: str = ""
+    low: float | None = None
+    high: float | None = None
+    doc: str = ""
+    optional: bool = False
+    choice_values: tuple[Any, ...] = ()  # the plan's own values behind ``choices``
+
+
+def _constraints(annotation: Any) -> tuple[str, float | None, float | None]:
+    """Units and inclusive bounds from Annotated metadata (pydantic Field, annotated-types)."""
+    from runengine_ioc.plans.annotations import Units
+
+    units, low, high = "", None, None
+    tp = annotation
+    while get_origin(tp) is Annotated:
+        for meta in tp.__metadata__:
+            for item in [meta, *getattr(meta, "metadata", [])]:
+                if isinstance(item, Units):
+                    units = item.symbol
+                for attr, is_low in (("ge", True), ("gt", True), ("le", False), ("lt", False)):
+                    bound = getattr(item, attr, None)
+                    if isinstance(bound, int | float) and not isinstance(bound, bool):
+                        if is_low:
+                            low = float(bound)
+                        else:
+                            high = float(bound)
+        tp = get_args(tp)[0]
+    return units, low, high
+
+
+def _scalar_kind(tp: Any) -> tuple[str, tuple[Any, ...]]:
+    """The form kind of a data annotation, and the values of a choice."""
+    tp = _strip_annotated(tp)
+    simple = {bool: "bool", int: "int", float: "float", str: "str"}
+    if tp in simple:
+        return simple[tp], ()
+    if get_origin(tp) is Literal:
+        return "choice", get_args(tp)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return "choice", tuple(tp)
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in _SEQUENCE_ORIGINS and args:
+        element = _strip_annotated(args[0])
+        if element in (float, int):
+            return simple[element] + "s", ()
+    return "json", ()
+
+
+def describe_parameter(param: Param, doc: str, candidates: tuple[str, ...]) -> ParameterInfo:
+    """How a parameter shows in a form; ``candidates`` are the device names that fit it."""
+    required = param.default is inspect.Parameter.empty
+    default = None if required else param.default
+    if param.device is not None:
+        kind = "devices" if param.device.sequence else "device"
+        if isinstance(default, list | tuple):
+            default = [getattr(d, "name", d) for d in default]
+        elif default is not None:
+            default = getattr(default, "name", default)
+        return ParameterInfo(
+            param.name, kind, required, default, candidates, doc=doc, optional=param.device.optional
+        )
+    members = [m for m in _union_members(param.annotation) if m is not type(None)]
+    optional = len(members) < len(_union_members(param.annotation))
+    kind, choices = _scalar_kind(members[0]) if len(members) == 1 else ("json", ())
+    units, low, high = _constraints(param.annotation)
+    if isinstance(default, Enum):
+        default = default.value
+    return ParameterInfo(
+        param.name, kind, required, default, choices, units, low, high, doc, optional
+    )

@@ -125,11 +125,10 @@ class RunEngineWorker:
         Called (from the worker's or the RunEngine's thread) with every event; must be
         thread-safe and must not block.
     callbacks
-        Document callbacks subscribed to the RunEngine (file writers, sinks, ...).
-    suspenders
-        bluesky suspenders installed on the RunEngine.
-    metadata
-        Defaults merged into every start document (``RE.md``).
+        Document callbacks subscribed to the RunEngine for good (file writers, sinks, ...).
+    profile_callbacks, suspenders, metadata
+        The profile's callbacks, suspenders and start-document defaults (``RE.md``);
+        replaced as a whole by :meth:`reconfigure`.
     scan_id_source
         Passed to the RunEngine; lets the caller persist scan ids across restarts.
     """
@@ -140,6 +139,7 @@ class RunEngineWorker:
         listener: Listener,
         *,
         callbacks: Iterable[DocumentCallback] = (),
+        profile_callbacks: Iterable[DocumentCallback] = (),
         suspenders: Iterable[Any] = (),
         metadata: Mapping[str, Any] | None = None,
         scan_id_source: Callable[[dict], int] | None = None,
@@ -154,14 +154,15 @@ class RunEngineWorker:
         options: dict[str, Any] = {"context_managers": [], "call_returns_result": True}
         if scan_id_source is not None:
             options["scan_id_source"] = scan_id_source
-        self._re = RunEngine(dict(metadata or {}), **options)
+        self._re = RunEngine({}, **options)
         self._re.state_hook = self._on_state  # type: ignore[assignment]
         self._tracker = _RunTracker(listener)
         self._re.subscribe(self._tracker)
         for callback in callbacks:
             self._re.subscribe(callback)
-        for suspender in suspenders:
-            self._re.install_suspender(suspender)
+        self._profile_tokens: list[int] = []
+        self._profile_metadata: dict[str, Any] = {}
+        self._install(profile_callbacks, suspenders, metadata or {})
         self._thread = threading.Thread(target=self._serve, name="runengine-worker", daemon=True)
         self._thread.start()
 
@@ -248,6 +249,38 @@ class RunEngineWorker:
         clean = not self._thread.is_alive()
         self._re.loop.call_soon_threadsafe(self._re.loop.stop)
         return clean
+
+    def reconfigure(
+        self,
+        registry: Registry,
+        *,
+        profile_callbacks: Iterable[DocumentCallback] = (),
+        suspenders: Iterable[Any] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Swap in a reloaded profile; refused while a plan is in progress."""
+        with self._lock:
+            if self._job is not None:
+                raise Refused(f"'{self._job.plan.name}' is {self.state}; reload when idle")
+            self._registry = registry
+            self._install(profile_callbacks, suspenders, metadata or {})
+
+    def _install(
+        self,
+        callbacks: Iterable[DocumentCallback],
+        suspenders: Iterable[Any],
+        metadata: Mapping[str, Any],
+    ) -> None:
+        for token in self._profile_tokens:
+            self._re.unsubscribe(token)
+        self._profile_tokens = [self._re.subscribe(callback) for callback in callbacks]
+        self._re.clear_suspenders()
+        for suspender in suspenders:
+            self._re.install_suspender(suspender)
+        for key in self._profile_metadata:
+            self._re.md.pop(key, None)
+        self._profile_metadata = dict(metadata)
+        self._re.md.update(self._profile_metadata)
 
     # --------------------------------------------------------------- internals
     def _interrupt_plan(self, kind: str, reason: str) -> None:

@@ -22,9 +22,12 @@ from bluesky.protocols import Movable, Readable
 from bluesky.utils import Msg
 from pydantic import Field
 
+from .annotations import Units
+
 __all__ = [
     "DEFAULT_PLANS",
     "MsgGenerator",
+    "Units",
     "count",
     "grid_scan",
     "list_scan",
@@ -41,7 +44,7 @@ MsgGenerator = Generator[Msg, Any, Any]
 # pydantic metadata is read by the registry and shows in the plans' JSON schemas.
 Points = Annotated[int, Field(ge=1)]
 Position = Annotated[float, Field(allow_inf_nan=False)]
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False), Units("s")]
 Positions = Annotated[Sequence[Position], Field(min_length=1)]
 
 
