@@ -51,3 +51,18 @@ def test_code_is_lint_and_type_clean(command):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_users_own_plans_and_ioc_modules_neither_shadow_nor_are_shadowed(tmp_path):
+    for name in ("plans", "ioc"):
+        (tmp_path / f"{name}.py").write_text(f"NAME = 'users own {name}'\n")
+    probe = (
+        "import plans, ioc, runengine_ioc.plans as lib, runengine_ioc.server;"
+        "assert plans.NAME.endswith('plans') and ioc.NAME.endswith('ioc');"
+        "assert 'scan' in lib.__all__; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
