@@ -11,9 +11,10 @@ from caproto.asyncio.server import start_server
 from caproto.server import PVGroup, SubGroup
 
 from .bridge import Bridge
-from .events import Progress
+from .events import Coalesced, DataUpdate, Progress, SinkHealth
 from .pv_common import publish_units
 from .pv_control import ControlGroup
+from .pv_data import DataGroup, SinksGroup, data_group_class
 from .pv_selection import SelectionGroup
 from .pv_status import StatusGroup
 from .registry import Registry
@@ -27,18 +28,33 @@ class RunEngineIOC(PVGroup):
     selection = SubGroup(SelectionGroup, prefix="")
     control = SubGroup(ControlGroup, prefix="")
     status = SubGroup(StatusGroup, prefix="")
+    data = SubGroup(DataGroup, prefix="")
+    sinks = SubGroup(SinksGroup, prefix="")
 
     def __init__(self, *args: Any, registry: Registry, bridge: Bridge, **kwargs: Any) -> None:
         self.registry = registry
         self.bridge = bridge
         super().__init__(*args, **kwargs)
 
-    # the bridge's Publisher: events are shown by the status group
+    @classmethod
+    def with_data_capacity(cls, capacity: int) -> type[RunEngineIOC]:
+        """The IOC with its Data:X/Y arrays ``capacity`` points long."""
+        group = SubGroup(data_group_class(capacity), prefix="")
+        return type(cls.__name__, (cls,), {"__doc__": cls.__doc__, "data": group})
+
+    # the bridge's Publisher: events are shown by the status and data groups
     async def publish_event(self, event: Any) -> None:
         await self.status.publish_event(event)
+        await self.data.publish_event(event)
 
     async def publish_progress(self, progress: Progress | None, now: float) -> None:
         await self.status.publish_progress(progress, now)
+
+    async def publish_latest(self, item: Coalesced) -> None:
+        if isinstance(item, DataUpdate):
+            await self.data.publish_data(item.take())
+        elif isinstance(item, SinkHealth):
+            await self.sinks.publish_health(item)
 
 
 async def serve(
@@ -61,6 +77,7 @@ async def serve(
         loop.add_signal_handler(sig, on_signal, sig.name)
 
     await publish_units(ioc.pvdb)
+    await ioc.data.initialise()
     await ioc.selection.publish_names(ioc.registry.plan_names, ioc.registry.device_names)
     await ioc.status.say(
         f"ready: {len(ioc.registry.plan_names)} plans, {len(ioc.registry.device_names)} devices"

@@ -18,7 +18,7 @@ BIN = Path(sys.executable).parent
 def readme_pv_names() -> set[str]:
     text = (ROOT / "README.md").read_text()
     table = text.split("## The PVs", 1)[1].split("\n## ", 1)[0]
-    return {m.group(1) for m in re.finditer(r"^\| (\w+) \|", table, re.MULTILINE)} - {"PV"}
+    return {m.group(1) for m in re.finditer(r"^\| ([\w:]+) \|", table, re.MULTILINE)} - {"PV"}
 
 
 def test_readme_pv_table_lists_exactly_the_served_pvs():
