@@ -12,7 +12,7 @@ from caproto.server import PVGroup
 
 from .events import DataSnapshot, PeakStatsComputed, RunOpened, SinkHealth
 from .live_data import DEFAULT_CAPACITY, MAX_Y
-from .pv_common import clip_text, long_string, pv, write_alarmed
+from .pv_common import clip_text, long_string, pv, write_alarmed, write_numeric_alarmed
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,7 @@ class DataGroupBase(PVGroup):
             severity = AlarmSeverity.INVALID_ALARM if undefined else AlarmSeverity.NO_ALARM
             # CALC: caproto's STAT menu ends at SOFT (no UDF)
             status = AlarmStatus.CALC if undefined else AlarmStatus.NO_ALARM
-            channel = getattr(self, attr)
-            # a numeric write resets the alarm from the (unset) limits: the alarm goes after
-            await channel.write(value)
-            if channel.alarm.severity != severity or channel.alarm.status != status:
-                await channel.alarm.write(severity=severity, status=status)
+            await write_numeric_alarmed(getattr(self, attr), value, severity, status)
 
 
 ARRAY_ATTRS = ("x", *[f"y{i}" for i in range(1, MAX_Y + 1)])
@@ -176,4 +172,4 @@ class SinksGroup(PVGroup):
         severity = _SEVERITIES[max(0, min(2, health.severity))]
         await write_alarmed(self.status, clip_text(health.text), severity)
         dropped_severity = AlarmSeverity.MINOR_ALARM if health.undelivered else severity.NO_ALARM
-        await write_alarmed(self.dropped, health.undelivered, dropped_severity)
+        await write_numeric_alarmed(self.dropped, health.undelivered, dropped_severity)
