@@ -4,7 +4,8 @@ Commands go down: putters await the bridge's coroutines, which hand blocking wor
 so the event loop never waits on the RunEngine. Events come up: the worker calls
 :meth:`Bridge.listener` from its threads; ordered events (state changes, runs opening and
 closing, plans finishing, status lines) are queued onto the loop at once and in order, while
-per-point progress is coalesced and published at a bounded rate, the final values always
+per-point records (:class:`~runengine_ioc.events.Coalesced`: progress, live data, sink health)
+are coalesced, one slot per type, and published at a bounded rate, the final values always
 before the run's end is published. Nothing here imports caproto.
 """
 
@@ -17,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .events import PlanFinished, Progress, RunClosed
+from .events import Coalesced, PlanFinished, Progress, RunClosed
 from .worker import RunEngineWorker
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ class Publisher(Protocol):
     async def publish_event(self, event: Any) -> None: ...
 
     async def publish_progress(self, progress: Progress | None, now: float) -> None: ...
+
+    async def publish_latest(self, item: Coalesced) -> None:
+        """A coalesced record other than Progress (live data, sink health)."""
 
 
 class Bridge:
@@ -46,9 +50,10 @@ class Bridge:
         self._loop = loop
         self._period = 1.0 / max_rate_hz
         self._events: asyncio.Queue[Any] = asyncio.Queue()
-        self._progress_lock = threading.Lock()
-        self._progress: Progress | None = None
-        self._progress_after = 0  # ordered events sent before the stored progress
+        self._latest_lock = threading.Lock()
+        # the latest record of each Coalesced type, stamped with the number of ordered
+        # events sent before it (the RunOpened it belongs to among them)
+        self._latest: dict[type, tuple[Coalesced, int]] = {}
         self._enqueued = 0  # ordered events sent by the worker
         self._published = 0  # ordered events published (only touched on the loop)
         self._waiters: dict[int, asyncio.Future[PlanFinished]] = {}
@@ -67,28 +72,37 @@ class Bridge:
     # ------------------------------------------------------------ events up
     def listener(self, event: Any) -> None:
         """Called from any thread by the worker; never blocks."""
-        with self._progress_lock:
-            if isinstance(event, Progress):
-                # stamped with the ordered events sent before it (its RunOpened among them)
-                self._progress = event
-                self._progress_after = self._enqueued
+        with self._latest_lock:
+            if isinstance(event, Coalesced):
+                self._latest[type(event)] = (event, self._enqueued)
                 return
             self._enqueued += 1
         self._loop.call_soon_threadsafe(self._events.put_nowait, event)
 
-    def _take_progress(self) -> Progress | None:
-        """The latest progress, once every ordered event sent before it has been published."""
-        with self._progress_lock:
-            if self._progress is None or self._progress_after > self._published:
+    def _take(self, kind: type) -> Any:
+        """The latest record of a kind, once every ordered event sent before it is published."""
+        with self._latest_lock:
+            stored = self._latest.get(kind)
+            if stored is None or stored[1] > self._published:
                 return None
-            progress, self._progress = self._progress, None
-        return progress
+            del self._latest[kind]
+        return stored[0]
 
-    async def _publish_progress(self, publisher: Publisher) -> None:
+    async def _publish_latest(self, publisher: Publisher) -> None:
         try:
-            await publisher.publish_progress(self._take_progress(), time.time())
+            await publisher.publish_progress(self._take(Progress), time.time())
         except Exception:
             log.exception("publishing progress failed")
+        with self._latest_lock:
+            kinds = [kind for kind in self._latest if kind is not Progress]
+        for kind in kinds:
+            item = self._take(kind)
+            if item is None:
+                continue
+            try:
+                await publisher.publish_latest(item)
+            except Exception:
+                log.exception("publishing %s failed", kind.__name__)
 
     async def publish_forever(self, publisher: Publisher) -> None:
         """Drain events and publish progress at a bounded rate, until cancelled."""
@@ -99,7 +113,7 @@ class Bridge:
                 async with self._publish_lock:
                     if isinstance(event, RunClosed | PlanFinished):
                         # the final per-point values go out before the end of the run
-                        await self._publish_progress(publisher)
+                        await self._publish_latest(publisher)
                     try:
                         await publisher.publish_event(event)
                     except Exception:
@@ -114,7 +128,7 @@ class Bridge:
         while True:
             await asyncio.sleep(self._period)
             async with self._publish_lock:
-                await self._publish_progress(publisher)
+                await self._publish_latest(publisher)
 
     def _finish(self, event: PlanFinished) -> None:
         if self._current_ticket == event.ticket:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -11,7 +12,10 @@ from typing import Any
 
 from caproto.server import template_arg_parser
 
+from . import doc_sinks
 from .bridge import Bridge
+from .doc_sinks import GuardedSink, SinkMonitor
+from .live_data import DEFAULT_CAPACITY, LiveData
 from .profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
 from .server import RunEngineIOC, serve
 from .sinks import LocalFilesSink, PersistentScanId
@@ -59,15 +63,104 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         default=10.0,
         help="seconds to wait for a plan to end cleanly on SIGINT/SIGTERM (default: 10)",
     )
+    parser.add_argument(
+        "--data-capacity",
+        type=int,
+        default=DEFAULT_CAPACITY,
+        help="points kept in the Data:X/Y arrays; a longer run keeps the most recent "
+        f"(default: {DEFAULT_CAPACITY})",
+    )
+    sinks = parser.add_argument_group(
+        "document sinks",
+        "besides the local files; each runs behind its own queue and thread, so it never "
+        "slows or stops a plan (Sinks:Status, Sinks:Dropped say how it goes)",
+    )
+    sinks.add_argument(
+        "--zmq-publish",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="publish every document to a bluesky 0MQ proxy (bluesky-0MQ-proxy's in-address)",
+    )
+    sinks.add_argument(
+        "--zmq-serve",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="serve every document on HOST:PORT for bluesky RemoteDispatchers to connect to "
+        "directly (bluesky's 0MQ proxy, run inside the IOC)",
+    )
+    sinks.add_argument(
+        "--tiled-uri",
+        help="write every run to this Tiled server with bluesky's TiledWriter (API key from "
+        "the TILED_API_KEY environment variable; needs the 'tiled' extra)",
+    )
+    sinks.add_argument(
+        "--tiled-batch-size",
+        type=int,
+        default=100,
+        help="events gathered before each write to Tiled (default: 100; 1 for live)",
+    )
+    sinks.add_argument(
+        "--kafka-topic", help="publish every document to this Kafka topic (the 'kafka' extra)"
+    )
+    sinks.add_argument(
+        "--kafka-bootstrap",
+        default="127.0.0.1:9092",
+        metavar="SERVERS",
+        help="Kafka bootstrap servers, comma-separated (default: 127.0.0.1:9092)",
+    )
+    sinks.add_argument(
+        "--sink-queue-size",
+        type=int,
+        default=doc_sinks.DEFAULT_QUEUE_SIZE,
+        help="documents held for a slow sink before further ones are dropped "
+        f"(default: {doc_sinks.DEFAULT_QUEUE_SIZE})",
+    )
     return parser, split_args
+
+
+def _same(callback: Any) -> Any:
+    return callback
+
+
+def build_sinks(args: argparse.Namespace, monitor: SinkMonitor) -> list[GuardedSink]:
+    """The sinks asked for on the command line, each guarded.
+
+    Raises ImportError (a missing extra) or ValueError (bad options) before anything runs.
+    """
+    named: list[tuple[str, doc_sinks.Factory]] = []
+    for address in args.zmq_publish:
+        named.append((f"zmq-publish {address}", doc_sinks.zmq_publisher(address)))
+    for address in args.zmq_serve:
+        named.append((f"zmq-serve {address}", doc_sinks.ZmqServer(address).factory()))
+    if args.tiled_uri:
+        factory = doc_sinks.tiled_writer(args.tiled_uri, batch_size=args.tiled_batch_size)
+        named.append((f"tiled {args.tiled_uri}", factory))
+    if args.kafka_topic:
+        factory = doc_sinks.kafka_publisher(args.kafka_topic, args.kafka_bootstrap)
+        named.append((f"kafka {args.kafka_topic}@{args.kafka_bootstrap}", factory))
+    return [
+        GuardedSink(name, factory, monitor, queue_size=args.sink_queue_size)
+        for name, factory in named
+    ]
+
+
+def guard_profile_callbacks(
+    setup: Setup, monitor: SinkMonitor, queue_size: int
+) -> list[GuardedSink]:
+    """The profile's callbacks, each behind its own guard like the command-line sinks."""
+    guarded = []
+    for callback in setup.callbacks:
+        label = getattr(callback, "__name__", type(callback).__name__)
+        factory = functools.partial(_same, callback)
+        guarded.append(GuardedSink(f"profile {label}", factory, monitor, queue_size=queue_size))
+    return guarded
 
 
 async def _main(
     args: argparse.Namespace, ioc_options: dict[str, Any], run_options: dict[str, Any]
 ) -> int:
-    def reloader() -> Setup:
-        return build_setup(args.profile, args.happi_db, reload_library=True)
-
     try:
         setup = build_setup(args.profile, args.happi_db)
     except ProfileError as exc:
@@ -77,17 +170,42 @@ async def _main(
     data_dir = Path(args.data_dir).expanduser()
     files = LocalFilesSink(data_dir)
     bridge = Bridge(asyncio.get_running_loop(), max_rate_hz=args.max_rate)
+    monitor = SinkMonitor(bridge.listener)
+    try:
+        live_data = LiveData(bridge.listener, capacity=args.data_capacity)
+        sinks = build_sinks(args, monitor)
+    except (ImportError, ValueError, OSError) as exc:
+        log.error("cannot start: %s: %s", type(exc).__name__, exc)
+        return 2
+    profile_sinks = guard_profile_callbacks(setup, monitor, args.sink_queue_size)
+    monitor.report()
+
+    def reloader() -> Setup:
+        reloaded = build_setup(args.profile, args.happi_db, reload_library=True)
+        guarded = guard_profile_callbacks(reloaded, monitor, args.sink_queue_size)
+        retiring = list(profile_sinks)
+
+        def applied() -> None:
+            profile_sinks[:] = guarded
+            doc_sinks.close_all(retiring, 1.0)
+
+        reloaded.callbacks = list(guarded)
+        reloaded.on_applied = applied
+        return reloaded
+
     worker = RunEngineWorker(
         registry,
         bridge.listener,
-        callbacks=[files],
-        profile_callbacks=setup.callbacks,
+        # the files first and unbuffered (lossless); the others never hold up the plan
+        callbacks=[files, live_data, *sinks],
+        profile_callbacks=profile_sinks,
         suspenders=setup.suspenders,
         metadata=setup.metadata,
         scan_id_source=PersistentScanId(data_dir),
     )
     bridge.attach(worker)
-    ioc = RunEngineIOC(
+    ioc_class = RunEngineIOC.with_data_capacity(args.data_capacity)
+    ioc = ioc_class(
         registry=registry,
         bridge=bridge,
         reloader=reloader,
@@ -101,12 +219,19 @@ async def _main(
         ", ".join(registry.device_names),
         data_dir,
     )
-    return await serve(
+    if sinks:
+        log.info("document sinks: %s", ", ".join(sink.name for sink in sinks))
+    code = await serve(
         ioc,
         interfaces=run_options["interfaces"],
         log_pv_names=run_options["log_pv_names"],
         shutdown_timeout=args.shutdown_timeout,
     )
+    # the last documents go out before the process ends
+    all_sinks = [*sinks, *profile_sinks]
+    if not await asyncio.to_thread(doc_sinks.close_all, all_sinks, args.shutdown_timeout):
+        log.error("some document sinks did not finish within %.1f s", args.shutdown_timeout)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,10 @@ on its own threads and the bridge hands them to the IOC's event loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 #: The RunEngine's states, in the order the State mbbi enumerates them.
 RUN_ENGINE_STATES: tuple[str, ...] = (
@@ -74,8 +76,16 @@ class RunClosed:
     num_events: int
 
 
+class Coalesced:
+    """Base of the records of which only the latest matters (one slot per type in the bridge).
+
+    They are published at a bounded rate, never before an ordered event sent before them,
+    and always before the next RunClosed or PlanFinished.
+    """
+
+
 @dataclass(frozen=True)
-class Progress:
+class Progress(Coalesced):
     """Per-point progress of the current run: coalesced before it is published."""
 
     current_point: int
@@ -119,4 +129,56 @@ class StatusMessage:
     text: str
 
 
-WorkerEvent = StateChanged | PlanAccepted | RunOpened | RunClosed | PlanFinished | StatusMessage
+@dataclass(frozen=True)
+class DataSnapshot:
+    """The live arrays of a run, copied at publish time (plain numpy arrays and names)."""
+
+    run_uid: str
+    x_name: str
+    y_names: tuple[str, ...]
+    x: Any  # numpy array, the valid points in the order taken
+    ys: tuple[Any, ...]  # one array per y name
+    points_taken: int  # may exceed len(x) when the run is longer than the capacity
+    last_event: str  # JSON of the last primary event's data
+
+
+@dataclass(frozen=True)
+class DataUpdate(Coalesced):
+    """The live data of a run grew; ``take()`` copies it, on the publishing side only."""
+
+    run_uid: str
+    take: Callable[[], DataSnapshot]
+
+
+@dataclass(frozen=True)
+class PeakStatsComputed:
+    """bluesky's PeakStats at the end of a 1-D scan; NaN where undefined."""
+
+    run_uid: str
+    detector: str
+    motor: str
+    cen: float
+    com: float
+    max: float
+    max_pos: float
+    fwhm: float
+
+
+@dataclass(frozen=True)
+class SinkHealth(Coalesced):
+    """How the document sinks are doing: one line, a severity (0-2), undelivered count."""
+
+    text: str
+    severity: int
+    undelivered: int
+
+
+WorkerEvent = (
+    StateChanged
+    | PlanAccepted
+    | RunOpened
+    | RunClosed
+    | PlanFinished
+    | StatusMessage
+    | PeakStatsComputed
+)

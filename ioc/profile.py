@@ -131,6 +131,7 @@ class Setup:
     suspenders: list[Any]
     metadata: dict[str, Any]
     description: str
+    on_applied: Callable[[], None] | None = None  # called once the IOC serves this set-up
 
 
 def build_setup(spec: str, happi_db: str | None = None, *, reload_library: bool = False) -> Setup:

@@ -81,6 +81,18 @@ async def write_alarmed(channel: Any, value: Any, severity: AlarmSeverity) -> No
         await channel.alarm.publish(SubscriptionType.DBE_ALARM, except_for=(channel,))
 
 
+async def write_numeric_alarmed(
+    channel: Any, value: Any, severity: AlarmSeverity, status: AlarmStatus = AlarmStatus.STATE
+) -> None:
+    """Like :func:`write_alarmed`, for numeric PVs, whose every write resets the alarm from
+    their limits: the value goes first, then the alarm (two monitor updates when it changes)."""
+    if severity == AlarmSeverity.NO_ALARM:
+        status = AlarmStatus.NO_ALARM
+    await channel.write(value)
+    if channel.alarm.severity != severity or channel.alarm.status != status:
+        await channel.alarm.write(severity=severity, status=status)
+
+
 async def clear_put_alarm(channel: Any) -> None:
     """Clear the WRITE alarm caproto raises on a refused put, once a put succeeds."""
     if channel.alarm.severity != AlarmSeverity.NO_ALARM:

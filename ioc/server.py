@@ -12,10 +12,11 @@ from caproto.asyncio.server import start_server
 from caproto.server import PVGroup, SubGroup
 
 from .bridge import Bridge
-from .events import Progress
+from .events import Coalesced, DataUpdate, Progress, SinkHealth
 from .profile import Setup
 from .pv_common import publish_units
 from .pv_control import ControlGroup
+from .pv_data import DataGroup, SinksGroup, data_group_class
 from .pv_forms import PlanForm, build_form
 from .pv_selection import SelectionGroup
 from .pv_setup import SetupGroup
@@ -36,6 +37,8 @@ class RunEngineIOC(PVGroup):
     control = SubGroup(ControlGroup, prefix="")
     status = SubGroup(StatusGroup, prefix="")
     setup = SubGroup(SetupGroup, prefix="")
+    data = SubGroup(DataGroup, prefix="")
+    sinks = SubGroup(SinksGroup, prefix="")
 
     def __init__(
         self,
@@ -73,6 +76,7 @@ class RunEngineIOC(PVGroup):
     async def initialize(self) -> None:
         """Publish what needs the event loop: names, units, forms, device information."""
         await publish_units(self.pvdb)
+        await self.data.initialise()
         await self.selection.publish_names(self.registry.plan_names, self.registry.device_names)
         for form in self.forms.values():
             await form.initialize()
@@ -86,6 +90,8 @@ class RunEngineIOC(PVGroup):
             suspenders=setup.suspenders,
             metadata=setup.metadata,
         )
+        if setup.on_applied is not None:
+            await asyncio.to_thread(setup.on_applied)
         old = self.registry
         self.registry = setup.registry
         self.description = setup.description
@@ -116,12 +122,25 @@ class RunEngineIOC(PVGroup):
             f"{len(setup.registry.device_names)} devices{changes}"
         )
 
-    # the bridge's Publisher: events are shown by the status group
+    @classmethod
+    def with_data_capacity(cls, capacity: int) -> type[RunEngineIOC]:
+        """The IOC with its Data:X/Y arrays ``capacity`` points long."""
+        group = SubGroup(data_group_class(capacity), prefix="")
+        return type(cls.__name__, (cls,), {"__doc__": cls.__doc__, "data": group})
+
+    # the bridge's Publisher: events are shown by the status and data groups
     async def publish_event(self, event: Any) -> None:
         await self.status.publish_event(event)
+        await self.data.publish_event(event)
 
     async def publish_progress(self, progress: Progress | None, now: float) -> None:
         await self.status.publish_progress(progress, now)
+
+    async def publish_latest(self, item: Coalesced) -> None:
+        if isinstance(item, DataUpdate):
+            await self.data.publish_data(item.take())
+        elif isinstance(item, SinkHealth):
+            await self.sinks.publish_health(item)
 
 
 async def serve(

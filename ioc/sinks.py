@@ -1,4 +1,4 @@
-"""Where documents go: the local files sink, the embedded default.
+"""Where documents go: the local files sink, the embedded default, and how to read it back.
 
 Every run gets one JSON-lines file, written by bluesky's own ``JSONLinesWriter`` (which opens,
 appends and closes the file for each document, so each one is on disk before the next is
@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,30 @@ def read_run(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
                 item = json.loads(line)
                 documents.append((item["name"], item["doc"]))
     return documents
+
+
+def replay(path: str | os.PathLike[str], callback: Callable[[str, dict[str, Any]], Any]) -> None:
+    """Feed a saved run, document by document, to a callback (a DocumentRouter, a
+    ``RunRouter``, bluesky's ``TiledWriter`` or ``Publisher``...), as the RunEngine did."""
+    for name, doc in read_run(path):
+        callback(name, doc)
+
+
+def run_table(path: str | os.PathLike[str], stream: str = "primary") -> Any:
+    """One stream of a saved run as a pandas DataFrame (needs pandas: the ``pandas`` extra).
+
+    One row per event, indexed by ``seq_num``, with a ``time`` column and one column per data
+    key. Readings replayed after a pause (the same ``seq_num`` again) keep the latest.
+    """
+    import pandas as pd
+
+    descriptors: set[str] = set()
+    rows: dict[int, dict[str, Any]] = {}
+    for name, doc in read_run(path):
+        if name == "descriptor" and doc.get("name") == stream:
+            descriptors.add(doc["uid"])
+        elif name == "event" and doc["descriptor"] in descriptors:
+            rows[int(doc["seq_num"])] = {"time": doc["time"], **doc["data"]}
+    table = pd.DataFrame.from_dict(rows, orient="index").sort_index()
+    table.index.name = "seq_num"
+    return table
