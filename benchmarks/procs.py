@@ -141,16 +141,24 @@ class IOC:
         self.log_path = workdir / f"ioc-{name}.log"
         self.proc: subprocess.Popen[Any] | None = None
         self.startup_s: float | None = None
+        #: experiment only: run the IOC with this sys.setswitchinterval (None: Python's 5 ms)
+        self.switch_interval: float | None = None
 
     def start(self, timeout: float = 60.0) -> float:
         """Start it; returns the seconds until the first PV (State) answered a caget."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it from here
         t0 = time.perf_counter()
+        launcher = ["-m", "runengine_ioc.cli"]
+        if self.switch_interval is not None:
+            launcher = [
+                "-c",
+                f"import sys; sys.setswitchinterval({self.switch_interval}); "
+                "from runengine_ioc.cli import main; sys.exit(main(sys.argv[1:]))",
+            ]
         self.proc = self.procs.popen(
             [
                 sys.executable,
-                "-m",
-                "runengine_ioc.cli",
+                *launcher,
                 "--prefix",
                 self.prefix,
                 "--data-dir",

@@ -56,6 +56,7 @@ class Config:
     settle: float = 0.3
     queueserver: bool = True
     quick: bool = False
+    switch_interval: float | None = None
     out: Path = field(default_factory=lambda: HERE / "results")
 
 
@@ -555,7 +556,12 @@ def run(cfg: Config) -> dict[str, Any]:
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
             f"load {os.getloadavg()[0]:.2f} at start",
-            "mode": "quick" if cfg.quick else "full",
+            "mode": ("quick" if cfg.quick else "full")
+            + (
+                f", IOC switch interval {cfg.switch_interval} s"
+                if cfg.switch_interval is not None
+                else ""
+            ),
             "repeats": cfg.repeats,
             "versions": versions(),
         },
@@ -577,6 +583,7 @@ def run(cfg: Config) -> dict[str, Any]:
             log("start-up and idle footprint")
             results["startup"] = bench_startup(cfg, procs, work, repeater)
             ioc = IOC(procs, repeater, work, "main")
+            ioc.switch_interval = cfg.switch_interval
             ioc.start()
             qs = None
             if cfg.queueserver:
@@ -690,8 +697,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-queueserver", action="store_true", help="skip bluesky-queueserver")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     parser.add_argument("--profile", action="store_true", help="py-spy the IOC, nothing else")
+    parser.add_argument(
+        "--ioc-switch-interval",
+        type=float,
+        help="experiment: the main IOC runs with this sys.setswitchinterval (seconds)",
+    )
     args = parser.parse_args(argv)
     cfg = Config(out=args.out, queueserver=not args.no_queueserver, quick=args.quick)
+    cfg.switch_interval = args.ioc_switch_interval
     if args.quick:
         cfg.repeats = cfg.startup_repeats = 3
         cfg.points = (100, 1000)
