@@ -1,0 +1,730 @@
+"""Run every benchmark and write ``results/<stamp>.md`` (the tables) and ``<stamp>.json`` (raw).
+
+``python -m benchmarks.run [--quick] [--repeats N] [--no-queueserver] [--out DIR]``
+
+Sections (see benchmarks/README.md): per-point overhead, control latency, fan-out, footprint,
+each side by side with bluesky-queueserver where it has an equivalent. Compared runs are
+interleaved, their order alternating from one repetition to the next, and ratios are taken
+within each repetition.
+
+``python -m benchmarks.run --profile`` instead records the IOC with py-spy during a
+count(10000) and writes the flame graph and a summary of the hottest frames to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import stats
+from .procs import (
+    EPICS_BIN,
+    IOC,
+    STATUS_PVS,
+    Processes,
+    free_port,
+    latest_run,
+    rss_and_threads,
+    run_times,
+)
+
+HERE = Path(__file__).resolve().parent
+MIB = 1024 * 1024
+COUNT = "count"
+
+
+@dataclass
+class Config:
+    repeats: int = 7
+    startup_repeats: int = 7
+    points: tuple[int, ...] = (100, 1000, 10000)
+    qs_points: tuple[int, ...] = (100, 1000)
+    fanout: tuple[int, ...] = (0, 10, 50)
+    fanout_points: int = 1000
+    plans: int = 1000
+    settle: float = 0.3
+    queueserver: bool = True
+    quick: bool = False
+    switch_interval: float | None = None
+    out: Path = field(default_factory=lambda: HERE / "results")
+
+
+class JsonProc:
+    """A helper process speaking one JSON line per command (benchmarks.client / .inprocess)."""
+
+    def __init__(
+        self, procs: Processes, args: list[str], log: Path, env: dict[str, str] | None = None
+    ):
+        with open(log, "ab") as err:
+            self.proc = self._start(procs, args, err, env)
+        hello = self._read()
+        if not hello.get("ready"):
+            raise RuntimeError(f"{args}: {hello}; see {log}")
+
+    @staticmethod
+    def _start(
+        procs: Processes, args: list[str], err: Any, env: dict[str, str] | None
+    ) -> subprocess.Popen[Any]:
+        return procs.popen(
+            [sys.executable, "-m", *args],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=str(HERE.parent),
+        )
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"helper process ended (exit {self.proc.poll()})")
+        return dict(json.loads(line))
+
+    def call(self, **command: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        reply = self._read()
+        if "error" in reply:
+            raise RuntimeError(f"{command}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            Processes.end(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def count_args(num: int) -> dict[str, Any]:
+    return {"detectors": ["det"], "num": num}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def alternate(items: list[Any], rep: int) -> list[Any]:
+    """The compared arms in rotating order (A B, B A, ... for two)."""
+    k = rep % len(items)
+    return items[k:] + items[:k]
+
+
+# ------------------------------------------------------------------- sections
+def bench_startup(cfg: Config, procs: Processes, work: Path, repeater: int) -> dict[str, list]:
+    from .queueserver import QueueServer
+
+    raw: dict[str, list] = collections.defaultdict(list)
+    for rep in range(cfg.startup_repeats):
+        arms = ["ioc", "qs"] if cfg.queueserver else ["ioc"]
+        for arm in alternate(arms, rep):
+            if arm == "ioc":
+                ioc = IOC(procs, repeater, work, f"s{rep}")
+                raw["ioc_startup"].append(ioc.start())
+                time.sleep(1.0)
+                rss, threads = rss_and_threads([ioc.pid])
+                raw["ioc_idle_rss"].append(rss)
+                raw["ioc_idle_threads"].append(threads)
+                ioc.stop()
+            else:
+                qs = QueueServer(procs, work, f"s{rep}")
+                times = qs.start()
+                raw["qs_startup_manager"].append(times["manager"])
+                raw["qs_startup_environment"].append(times["environment"])
+                time.sleep(1.0)
+                rss, threads = rss_and_threads(qs.pids())
+                raw["qs_idle_rss"].append(rss)
+                raw["qs_idle_threads"].append(threads)
+                raw["qs_idle_processes"].append(len(qs.pids()))
+                raw["redis_idle_rss"].append(rss_and_threads([qs.redis_pid()])[0])
+                qs.stop()
+        log(f"startup {rep + 1}/{cfg.startup_repeats}")
+    return dict(raw)
+
+
+def bench_control(
+    cfg: Config, ioc: IOC, driver: JsonProc, baseline: JsonProc, qs: Any
+) -> dict[str, list]:
+    raw: dict[str, list] = collections.defaultdict(list)
+    driver.call(op="configure", plan=COUNT, args=count_args(10**7))
+    data = str(ioc.data_dir)
+    for rep in range(cfg.repeats):
+        arms = ["ioc", "inproc", "qs"] if qs is not None else ["ioc", "inproc"]
+        for arm in alternate(arms, rep):
+            if arm == "ioc":
+                r = driver.call(op="put", pv="Start", state="running", file="start", dir=data)
+                raw["start_running"].append(r["state"])
+                raw["start_document"].append(r["file"])
+                time.sleep(cfg.settle)
+                r = driver.call(op="put", pv="Pause", state="paused")
+                raw["pause_paused"].append(r["state"])
+                time.sleep(cfg.settle / 2)
+                r = driver.call(op="put", pv="Resume", state="running")
+                raw["resume_running"].append(r["state"])
+                time.sleep(cfg.settle)
+                r = driver.call(op="put", pv="Abort", state="idle", file="stop", dir=data)
+                raw["abort_idle"].append(r["state"])
+                raw["abort_stop_document"].append(r["file"])
+                time.sleep(cfg.settle)
+            elif arm == "inproc":
+                raw["inproc_pause_paused"].append(baseline.call(op="pause")["pause"])
+            else:
+                r = qs.control_cycle(cfg.settle)
+                for key, value in r.items():
+                    raw[f"qs_{key}"].append(value)
+        log(f"control {rep + 1}/{cfg.repeats}")
+    return dict(raw)
+
+
+def bench_points(
+    cfg: Config, ioc: IOC, driver: JsonProc, baseline: JsonProc, qs: Any
+) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for num in cfg.points:
+        raw[str(num)] = collections.defaultdict(list)
+    for rep in range(cfg.repeats):
+        for num in cfg.points:
+            r = raw[str(num)]
+            arms = ["ioc", "inproc"]
+            if qs is not None and num in cfg.qs_points:
+                arms.append("qs")
+            for arm in alternate(arms, rep):
+                if arm == "ioc":
+                    driver.call(op="configure", plan=COUNT, args=count_args(num))
+                    before = {p.name for p in ioc.runs()}
+                    wall = ioc.caput("Start", 1, "-c", "-w", "600")
+                    start, stop, events = run_times(latest_run(ioc.data_dir, before))
+                    assert events == num, f"IOC count({num}) saved {events} events"
+                    r["ioc_doc"].append(stop - start)
+                    r["ioc_caput_wall"].append(wall)
+                elif arm == "inproc":
+                    b = baseline.call(op="count", num=num)
+                    assert b["events"] == num
+                    r["inproc_doc"].append(b["doc"])
+                    r["inproc_wall"].append(b["wall"])
+                else:
+                    q = qs.count(num)
+                    assert q["events"] == num
+                    r["qs_doc"].append(q["doc"])
+                    r["qs_wall"].append(q["wall"])
+            log(f"points N={num} {rep + 1}/{cfg.repeats}")
+    return {k: dict(v) for k, v in raw.items()}
+
+
+# TODO(softIoc beamline issue): a 1-D scan over a softIoc motor and detector, IOC vs in-process,
+# belongs here as bench_scan(), built like bench_points() with the beamline profile.
+
+
+def _camonitor(procs: Processes, ioc: IOC, path: Path) -> tuple[Any, Any]:
+    out = open(path, "wb")  # noqa: SIM115 - closed by the caller
+    proc = procs.popen(
+        [str(EPICS_BIN / "camonitor"), "-S", "-t", "n", *[ioc.pv(s) for s in STATUS_PVS]],
+        env=ioc.env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    return proc, out
+
+
+def _monitor_lines(path: Path, prefix: str) -> list[tuple[str, str]]:
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[0].startswith(prefix):
+            lines.append((parts[0][len(prefix) :], parts[1].strip()))
+    return lines
+
+
+def bench_fanout(
+    cfg: Config, procs: Processes, work: Path, ioc: IOC, driver: JsonProc
+) -> dict[str, Any]:
+    raw: dict[str, Any] = {str(k): collections.defaultdict(list) for k in cfg.fanout}
+    driver.call(op="configure", plan=COUNT, args=count_args(cfg.fanout_points))
+    for rep in range(cfg.repeats):
+        for clients in alternate(list(cfg.fanout), rep):
+            r = raw[str(clients)]
+            monitors = []
+            for i in range(clients):
+                path = work / f"camonitor-{rep}-{clients}-{i}.txt"
+                proc, out = _camonitor(procs, ioc, path)
+                monitors.append((proc, out, path))
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                connected = sum(
+                    len({pv for pv, _ in _monitor_lines(p, ioc.prefix)}) == len(STATUS_PVS)
+                    for _, _, p in monitors
+                )
+                if connected == clients:
+                    break
+                time.sleep(0.1)
+            time.sleep(0.5)
+            before = {p.name for p in ioc.runs()}
+            t_before = time.time()
+            wall = driver.call(op="run")["wall"]
+            start, stop, events = run_times(latest_run(ioc.data_dir, before))
+            assert events == cfg.fanout_points
+            r["doc"].append(stop - start)
+            r["wall"].append(wall)
+            reference = [s for t, s in driver.call(op="states")["states"] if t >= t_before]
+            time.sleep(1.0)  # trailing updates
+            updates, complete = [], 0
+            for proc, out, path in monitors:
+                Processes.end(proc)
+                out.close()
+                lines = _monitor_lines(path, ioc.prefix)
+                updates.append(len(lines) - len(STATUS_PVS))
+                states = [v for pv, v in lines if pv == "State"][1:]
+                complete += states == reference
+                path.unlink()
+            r["updates_per_client"].append(
+                stats.summarize(updates).median if updates else None  # type: ignore[union-attr]
+            )
+            r["updates_min"].append(min(updates) if updates else None)
+            r["state_complete_clients"].append(complete)
+            r["state_reference"].append(reference)
+        log(f"fan-out {rep + 1}/{cfg.repeats}")
+    return {k: dict(v) for k, v in raw.items()}
+
+
+def bench_plans(cfg: Config, ioc: IOC, driver: JsonProc) -> dict[str, Any]:
+    rss0, threads0 = rss_and_threads([ioc.pid])
+    driver.call(op="configure", plan=COUNT, args=count_args(1))
+    wall = driver.call(op="run_many", n=cfg.plans, timeout=60)["wall"]
+    time.sleep(1.0)
+    rss1, threads1 = rss_and_threads([ioc.pid])
+    log(f"{cfg.plans} plans in {wall:.1f} s")
+    return {
+        "plans": cfg.plans,
+        "wall": wall,
+        "rss_before": rss0,
+        "threads_before": threads0,
+        "rss_after": rss1,
+        "threads_after": threads1,
+    }
+
+
+# --------------------------------------------------------------------- report
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in (
+        "runengine-ioc",
+        "bluesky",
+        "ophyd",
+        "caproto",
+        "pyepics",
+        "bluesky-queueserver",
+        "bluesky-queueserver-api",
+    ):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
+def report(results: dict[str, Any]) -> str:
+    S, R = stats.summarize, stats.ratio_summary
+    fs, fr, ok = stats.fmt_summary, stats.fmt_ratio, stats.verdict
+    meta = results["meta"]
+    parts = [
+        f"Run {meta['started']} on {meta['machine']}; {meta['mode']} mode, "
+        f"{meta['repeats']} interleaved repetitions; took {meta['duration_s'] / 60:.1f} min. "
+        "Cells: median (min-max); ratios are taken within each repetition, then summarised.",
+    ]
+
+    points = results.get("points", {})
+    rows = []
+    for num, r in points.items():
+        n = int(num)
+        overhead = [(a - b) / n * 1e6 for a, b in zip(r["ioc_doc"], r["inproc_doc"], strict=True)]
+        ratio = R(r["ioc_doc"], r["inproc_doc"])
+        goal = 1.05 if n >= 1000 else None
+        qs = r.get("qs_doc")
+        rows.append(
+            [
+                f"{n}",
+                fs(S(r["inproc_doc"]), "s"),
+                fs(S(r["ioc_doc"]), "s"),
+                fr(ratio) + (f" {ok(ratio, goal)}" if goal else ""),
+                fs(S(overhead), "µs"),
+                fs(S(r["ioc_caput_wall"]), "s"),
+                fs(S(qs), "s") if qs else "—",
+                fr(R(qs, r["inproc_doc"])) if qs else "—",
+                fr(R(r["ioc_doc"], qs)) if qs else "—",
+            ]
+        )
+    if rows:
+        parts.append(
+            "### 1. Per-point overhead: count(det, num=N), start→stop document times\n\n"
+            + stats.markdown_table(
+                [
+                    "N",
+                    "in-process",
+                    "IOC",
+                    "IOC / in-process (goal ≤ 1.05 for N ≥ 1000)",
+                    "IOC extra per point",
+                    "IOC `caput -c` wall",
+                    "queueserver",
+                    "queueserver / in-process",
+                    "IOC / queueserver",
+                ],
+                rows,
+            )
+        )
+
+    c = results.get("control", {})
+    if c:
+        ms = 1e3
+
+        def row(name: str, ours: str, theirs: str | None, goal: float | None) -> list[str]:
+            o = S(c.get(ours, []))
+            t = S(c.get(theirs, [])) if theirs else None
+            ratio = R(c.get(ours, []), c[theirs]) if theirs and c.get(theirs) else None
+            return [
+                name,
+                fs(o, "ms", ms),
+                fs(t, "ms", ms) if theirs else "—",
+                fr(ratio) if ratio else "—",
+                f"≤ {goal:g} ms {ok(o, goal / ms)}" if goal else "",
+            ]
+
+        rows = [
+            row("Start → State running", "start_running", "qs_start_running", 10),
+            row("Start → start document on disk", "start_document", None, None),
+            row("Pause → State paused", "pause_paused", "qs_pause_paused", 20),
+            row("Resume → State running", "resume_running", "qs_resume_running", None),
+            row("Abort (running) → State idle", "abort_idle", "qs_abort_idle", 50),
+            row("Abort (running) → stop document on disk", "abort_stop_document", None, None),
+            [
+                "in-process: request_pause → paused",
+                fs(S(c.get("inproc_pause_paused", [])), "ms", ms),
+                "",
+                "",
+                "",
+            ],
+        ]
+        parts.append(
+            "### 2. Control latency, seen by a monitoring client in its own process\n\n"
+            + stats.markdown_table(
+                ["transition", "IOC (pyepics)", "queueserver (API)", "ours / theirs", "goal"],
+                rows,
+            )
+            + "\n\nqueueserver: submit = `item_add` + `queue_start`; it aborts only a paused plan,"
+            " so its abort is timed from a paused plan; `status()` polled every 5 ms."
+        )
+
+    f = results.get("fanout", {})
+    if f:
+        base = f.get("0", {}).get("doc")
+        rows = []
+        for clients, r in f.items():
+            refs = {tuple(x) for x in r["state_reference"]}
+            rows.append(
+                [
+                    clients,
+                    fs(S(r["doc"]), "s"),
+                    fr(R(r["doc"], base)) if base else "—",
+                    fs(S(r["updates_per_client"])) if clients != "0" else "—",
+                    fs(S(r["updates_min"])) if clients != "0" else "—",
+                    (
+                        f"{sum(r['state_complete_clients'])}/{int(clients) * len(r['doc'])}"
+                        if clients != "0"
+                        else "—"
+                    ),
+                    " / ".join("→".join(x) for x in sorted(refs)),
+                ]
+            )
+        parts.append(
+            f"### 3. Fan-out: camonitor clients on all {len(STATUS_PVS)} status PVs during "
+            f"count(N={results['config']['fanout_points']})\n\n"
+            + stats.markdown_table(
+                [
+                    "clients",
+                    "plan duration",
+                    "ratio to 0 clients",
+                    "updates per client (median)",
+                    "fewest updates",
+                    "clients that saw every State transition",
+                    "State sequence (driver)",
+                ],
+                rows,
+            )
+        )
+
+    s = results.get("startup", {})
+    p = results.get("plans", {})
+    if s:
+        mib = 1 / MIB
+        rows = [
+            [
+                "start-up → first PV answers / manager answers",
+                fs(S(s["ioc_startup"]), "s"),
+                fs(S(s.get("qs_startup_manager", [])), "s"),
+                fr(R(s["ioc_startup"], s["qs_startup_manager"]))
+                if s.get("qs_startup_manager")
+                else "—",
+                "",
+            ],
+            [
+                "start-up → ready to run a plan (queueserver: environment open)",
+                fs(S(s["ioc_startup"]), "s"),
+                fs(S(s.get("qs_startup_environment", [])), "s"),
+                fr(R(s["ioc_startup"], s["qs_startup_environment"]))
+                if s.get("qs_startup_environment")
+                else "—",
+                "",
+            ],
+            [
+                "RSS idle (queueserver: its manager's processes; redis apart)",
+                fs(S(s["ioc_idle_rss"]), "MiB", mib),
+                fs(S(s.get("qs_idle_rss", [])), "MiB", mib),
+                fr(R(s["ioc_idle_rss"], s["qs_idle_rss"])) if s.get("qs_idle_rss") else "—",
+                f"< 120 MiB {ok(S(s['ioc_idle_rss']), 120 * MIB)}",
+            ],
+            [
+                "threads idle",
+                fs(S(s["ioc_idle_threads"])),
+                fs(S(s.get("qs_idle_threads", []))),
+                "",
+                "",
+            ],
+        ]
+        if s.get("redis_idle_rss"):
+            rows.append(["redis-server RSS", "—", fs(S(s["redis_idle_rss"]), "MiB", mib), "", ""])
+        if p:
+            rows += [
+                [
+                    f"RSS after {p['plans']} plans (count num=1)",
+                    f"{p['rss_after'] * mib:.1f} MiB (before: {p['rss_before'] * mib:.1f})",
+                    (
+                        f"{results['qs_end']['rss'] * mib:.1f} MiB at the end of the run"
+                        if results.get("qs_end")
+                        else "—"
+                    ),
+                    "",
+                    f"< 120 MiB {'yes' if p['rss_after'] < 120 * MIB else '**no**'}",
+                ],
+                [
+                    f"threads after {p['plans']} plans",
+                    f"{p['threads_after']} (before: {p['threads_before']})",
+                    "",
+                    "",
+                    "",
+                ],
+                [
+                    f"{p['plans']} plans back to back, `Start` put with completion",
+                    f"{p['wall']:.1f} s ({p['wall'] / p['plans'] * 1e3:.1f} ms a plan)",
+                    "",
+                    "",
+                    "",
+                ],
+            ]
+        parts.append(
+            "### 4. Footprint\n\n"
+            + stats.markdown_table(["", "IOC", "queueserver", "ours / theirs", "goal"], rows)
+        )
+    parts.append(
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in results["meta"]["versions"].items())
+    )
+    return "\n\n".join(parts) + "\n"
+
+
+# ----------------------------------------------------------------------- main
+def run(cfg: Config) -> dict[str, Any]:
+    from .queueserver import QueueServer
+
+    t_start = time.time()
+    results: dict[str, Any] = {
+        "meta": {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+            f"load {os.getloadavg()[0]:.2f} at start",
+            "mode": ("quick" if cfg.quick else "full")
+            + (
+                f", IOC switch interval {cfg.switch_interval} s"
+                if cfg.switch_interval is not None
+                else ""
+            ),
+            "repeats": cfg.repeats,
+            "versions": versions(),
+        },
+        "config": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in cfg.__dict__.items()
+            if k != "out"
+        },
+    }
+    procs = Processes()
+    with tempfile.TemporaryDirectory(prefix="runengine-bench-") as tmp:
+        work = Path(tmp)
+        try:
+            repeater = free_port()
+            procs.popen(
+                [str(EPICS_BIN / "caRepeater")],
+                env=dict(os.environ, EPICS_CA_REPEATER_PORT=str(repeater)),
+            )
+            log("start-up and idle footprint")
+            results["startup"] = bench_startup(cfg, procs, work, repeater)
+            ioc = IOC(procs, repeater, work, "main")
+            ioc.switch_interval = cfg.switch_interval
+            ioc.start()
+            qs = None
+            if cfg.queueserver:
+                qs = QueueServer(procs, work, "main")
+                qs.start()
+            baseline = JsonProc(
+                procs, ["benchmarks.inprocess", str(work / "inproc")], work / "inproc.log"
+            )
+            driver = JsonProc(
+                procs, ["benchmarks.client", ioc.prefix], work / "client.log", env=ioc.env
+            )
+            log("control latency")
+            results["control"] = bench_control(cfg, ioc, driver, baseline, qs)
+            log("per-point overhead")
+            results["points"] = bench_points(cfg, ioc, driver, baseline, qs)
+            log("fan-out")
+            results["fanout"] = bench_fanout(cfg, procs, work, ioc, driver)
+            log("footprint after plans")
+            results["plans"] = bench_plans(cfg, ioc, driver)
+            if qs is not None:
+                rss, threads = rss_and_threads(qs.pids())
+                results["qs_end"] = {"rss": rss, "threads": threads}
+                qs.stop()
+            driver.close()
+            baseline.close()
+            ioc.stop()
+        finally:
+            procs.close()
+    results["meta"]["duration_s"] = time.time() - t_start
+    results["meta"]["load_end"] = os.getloadavg()[0]
+    return results
+
+
+def profile(cfg: Config, num: int = 10000) -> None:
+    """py-spy the IOC during count(num): flame graph + hottest frames, into cfg.out."""
+    procs = Processes()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    py_spy = Path(sys.executable).parent / "py-spy"
+    with tempfile.TemporaryDirectory(prefix="runengine-prof-") as tmp:
+        try:
+            repeater = free_port()
+            procs.popen(
+                [str(EPICS_BIN / "caRepeater")],
+                env=dict(os.environ, EPICS_CA_REPEATER_PORT=str(repeater)),
+            )
+            ioc = IOC(procs, repeater, Path(tmp), "prof")
+            ioc.start()
+            ioc.configure(COUNT, count_args(num))
+            for fmt, name in (("raw", "txt"), ("flamegraph", "svg")):
+                out = cfg.out / f"profile-ioc-count{num}.{name}"
+                spy = procs.popen(
+                    [
+                        str(py_spy),
+                        "record",
+                        "--pid",
+                        str(ioc.pid),
+                        "--threads",
+                        "--format",
+                        fmt,
+                        "--rate",
+                        "250",
+                        "--nonblocking",
+                        "-o",
+                        str(out),
+                    ],
+                    stdout=None,
+                    stderr=None,
+                )
+                time.sleep(1.0)
+                wall = ioc.caput("Start", 1, "-c", "-w", "600")
+                log(f"count({num}) took {wall:.2f} s under py-spy ({fmt})")
+                spy.send_signal(2)
+                spy.wait(60)
+            summary = summarize_profile(cfg.out / f"profile-ioc-count{num}.txt")
+            (cfg.out / f"profile-ioc-count{num}-top.md").write_text(summary)
+            print(summary)
+        finally:
+            procs.close()
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """Inclusive and self sample shares per function from py-spy's collapsed stacks."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(n)
+        frames = stack.split(";")
+        total += count
+        threads[frames[0]] += count
+        for frame in set(frames[1:]):
+            inclusive[frame] += count
+        own[frames[-1]] += count
+    lines = [f"py-spy samples: {total}", "", "threads:"]
+    lines += [f"- {c / total:6.1%} {t}" for t, c in threads.most_common()]
+    lines += ["", "inclusive (function, file:line):"]
+    lines += [f"- {c / total:6.1%} {f}" for f, c in inclusive.most_common(top)]
+    lines += ["", "self:"]
+    lines += [f"- {c / total:6.1%} {f}" for f, c in own.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 repetitions, smaller sizes")
+    parser.add_argument("--repeats", type=int, help="interleaved repetitions (default 7)")
+    parser.add_argument("--no-queueserver", action="store_true", help="skip bluesky-queueserver")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
+    parser.add_argument("--profile", action="store_true", help="py-spy the IOC, nothing else")
+    parser.add_argument(
+        "--ioc-switch-interval",
+        type=float,
+        help="experiment: the main IOC runs with this sys.setswitchinterval (seconds)",
+    )
+    args = parser.parse_args(argv)
+    cfg = Config(out=args.out, queueserver=not args.no_queueserver, quick=args.quick)
+    cfg.switch_interval = args.ioc_switch_interval
+    if args.quick:
+        cfg.repeats = cfg.startup_repeats = 3
+        cfg.points = (100, 1000)
+        cfg.fanout = (0, 10)
+        cfg.plans = 100
+    if args.repeats:
+        cfg.repeats = cfg.startup_repeats = args.repeats
+    if args.profile:
+        profile(cfg)
+        return 0
+    results = run(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    table = report(results)
+    (cfg.out / f"{stamp}.json").write_text(json.dumps(results, indent=1, default=str))
+    (cfg.out / f"{stamp}.md").write_text(f"# Benchmark results {stamp}\n\n{table}")
+    print(table)
+    log(f"wrote {cfg.out / stamp}.md and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
