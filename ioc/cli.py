@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from caproto.server import common as caproto_server_common
 from caproto.server import template_arg_parser
 
 from . import doc_sinks
@@ -24,6 +25,9 @@ from .worker import RunEngineWorker
 log = logging.getLogger("runengine_ioc")
 
 DEFAULT_DATA_DIR = "~/runengine-data"
+#: caproto batches monitor updates for up to this long; its 10 ms default is most of the
+#: latency a client sees for a State change (benchmarks/README.md).
+DEFAULT_MONITOR_BATCH_TIME = 0.002
 
 
 def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, Any]:
@@ -62,6 +66,14 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         type=float,
         default=10.0,
         help="seconds to wait for a plan to end cleanly on SIGINT/SIGTERM (default: 10)",
+    )
+    parser.add_argument(
+        "--monitor-batch-time",
+        type=float,
+        default=DEFAULT_MONITOR_BATCH_TIME,
+        help="seconds caproto waits for more monitor updates to batch before sending "
+        f"(caproto's default: 0.01; here: {DEFAULT_MONITOR_BATCH_TIME}, for prompt State "
+        "changes; per-point values are coalesced anyway)",
     )
     parser.add_argument(
         "--data-capacity",
@@ -243,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("caproto").propagate = False  # caproto has its own handler
+    # caproto reads this module setting (CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC) in its send loop
+    caproto_server_common.HIGH_LOAD_TIMEOUT = args.monitor_batch_time
     return asyncio.run(_main(args, ioc_options, run_options))
 
 
