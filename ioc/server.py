@@ -130,8 +130,12 @@ async def serve(
     interfaces: list[str] | None = None,
     log_pv_names: bool = False,
     shutdown_timeout: float = 10.0,
+    startup_note: str = "",
 ) -> int:
-    """Serve until SIGINT/SIGTERM, then end any plan cleanly and return the exit code."""
+    """Serve until SIGINT/SIGTERM, then end any plan cleanly and return the exit code.
+
+    ``startup_note`` is added to the first Status line (e.g. an interrupted run found).
+    """
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     received: list[str] = []
@@ -146,6 +150,7 @@ async def serve(
     await ioc.initialize()
     await ioc.status.say(
         f"ready: {len(ioc.registry.plan_names)} plans, {len(ioc.registry.device_names)} devices"
+        + (f"; {startup_note}" if startup_note else "")
     )
     publisher = asyncio.ensure_future(ioc.bridge.publish_forever(ioc))
     server = asyncio.ensure_future(
