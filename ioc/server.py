@@ -16,6 +16,7 @@ from .events import Progress
 from .profile import Setup
 from .pv_common import publish_units
 from .pv_control import ControlGroup
+from .pv_diag import DiagGroup
 from .pv_forms import PlanForm, build_form
 from .pv_selection import SelectionGroup
 from .pv_setup import SetupGroup
@@ -36,6 +37,7 @@ class RunEngineIOC(PVGroup):
     control = SubGroup(ControlGroup, prefix="")
     status = SubGroup(StatusGroup, prefix="")
     setup = SubGroup(SetupGroup, prefix="")
+    diag = SubGroup(DiagGroup, prefix="Diag:")
 
     def __init__(
         self,
