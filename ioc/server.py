@@ -14,7 +14,7 @@ from caproto.server import PVGroup, SubGroup
 from .bridge import Bridge
 from .events import Progress
 from .profile import Setup
-from .pv_common import publish_units
+from .pv_common import guard_writes, publish_units
 from .pv_control import ControlGroup
 from .pv_diag import DiagGroup
 from .pv_forms import PlanForm, build_form
@@ -56,6 +56,10 @@ class RunEngineIOC(PVGroup):
         self.forms: dict[str, PlanForm] = {}
         for name in registry.plan_names if registry is not None else ():
             self._add_form(name)
+        guard_writes(self.pvdb, self.prefix, self._refuse)
+
+    async def _refuse(self, text: str) -> None:
+        await self.status.refuse(text)
 
     def _add_form(self, name: str) -> PlanForm:
         form = build_form(name, self.registry, self.prefix, self)
@@ -64,6 +68,7 @@ class RunEngineIOC(PVGroup):
             raise ValueError(f"plan {name!r}: its form's PVs clash with {sorted(clash)}")
         self.forms[name] = form
         self.pvdb.update(form.pvdb)
+        guard_writes(form.pvdb, self.prefix, self._refuse)
         return form
 
     def _retire_form(self, name: str) -> None:
