@@ -88,3 +88,115 @@ def test_fuzzing_every_writable_pv_idle_and_during_a_plan(ioc):
     assert ioc.ca.get("ExitStatus") == "success"
     tried = idle["figures"]["tried"] + busy["figures"]["tried"]
     print(f"fuzz inputs tried: {tried}")
+
+
+STATUS_PVS = (
+    "State",
+    "Status",
+    "ExitStatus",
+    "Busy",
+    "ScanId",
+    "RunUid",
+    "CurrentPoint",
+    "TotalPoints",
+    "Progress",
+    "ElapsedTime",
+    "RemainingTime",
+    "PlanCount",
+)
+SCAN_1000 = {"detectors": ["det"], "num": 1000, "delay": 0.005}
+
+
+def run_duration(path: Path) -> float:
+    docs = read_run(path)
+    return docs[-1][1]["time"] - docs[0][1]["time"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_fifty_monitors_miss_no_state_transition(ioc):
+    from .ca_tools import monitor_values
+
+    ioc.ca.configure("count", SCAN_1000)
+    assert ioc.ca.put("Start", 1).ok
+    alone = run_duration(ioc.runs()[-1])
+
+    monitors = [ioc.ca.monitor(*STATUS_PVS) for _ in range(50)]
+    for monitor in monitors:  # each has its first State update: connected and subscribed
+        assert _wait_output(monitor, ":State"), monitor.output
+    assert ioc.ca.put("Start", 1).ok
+    watched = run_duration(ioc.runs()[-1])
+    ioc.ca.wait_for("PlanCount", "2")
+    seen = []
+    for monitor in monitors:
+        output = monitor.finish(until=lambda out: "PlanCount 2" in " ".join(out.split()))
+        states = monitor_values(output, ":State")
+        seen.append(states)
+        assert states == ["idle", "running", "idle"], states
+    print(
+        f"\n50 monitors x {len(STATUS_PVS)} PVs held; State transitions seen by each: "
+        f"{len(seen[0]) - 1}; 1000-point count: {alone:.2f} s alone, {watched:.2f} s watched "
+        f"(ratio {watched / alone:.3f})"
+    )
+
+
+def _wait_output(monitor, suffix: str, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(
+            line.split()[:1] and line.split()[0].endswith(suffix)
+            for line in monitor.output.splitlines()
+        ):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+SOAK_DRIVER = """
+import sys, epics
+prefix, count = sys.argv[1], int(sys.argv[2])
+start = epics.PV(prefix + "Start")
+exit_status = epics.PV(prefix + "ExitStatus")
+assert start.wait_for_connection(10) and exit_status.wait_for_connection(10)
+failed = 0
+for _ in range(count):
+    start.put(1, wait=True, timeout=60)
+    failed += exit_status.get(as_string=True, use_monitor=False) != "success"
+print(failed)
+"""
+
+
+def diag(ioc) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    return {name: float(ioc.ca.get(f"Diag:{name}")) for name in ("RSS", "Threads", "Tasks")}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_soak_of_500_short_plans_stays_flat(ioc):
+    from .hardware import process_figures
+
+    def drive(count: int) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-c", SOAK_DRIVER, ioc.prefix, str(count)],
+            env=ioc.env,
+            capture_output=True,
+            text=True,
+            timeout=800,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == "0", proc.stdout  # none failed
+
+    ioc.ca.configure("count", {"detectors": ["det"], "num": 1})
+    drive(20)  # warm-up: caches, first-use imports, circuits
+    assert ioc.proc is not None
+    before, proc_before = diag(ioc), process_figures(ioc.proc.pid)
+    drive(500)
+    after, proc_after = diag(ioc), process_figures(ioc.proc.pid)
+    assert ioc.ca.get("PlanCount") == "520"
+    assert len(ioc.runs()) == 520
+    print(f"\nsoak of 500 plans: before {before} {proc_before}; after {after} {proc_after}")
+    assert after["Threads"] <= before["Threads"] + 2
+    assert after["Tasks"] <= before["Tasks"] + 2
+    assert after["RSS"] - before["RSS"] < 50  # MB; the figures are in the report
