@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -30,4 +31,7 @@ def test_a_scan_on_the_softioc_beamline(make_ioc, beamline):
     assert positions == pytest.approx([-1.0, -0.5, 0.0, 0.5, 1.0])  # arrived before reading
     det1 = [e["data"]["det1"] for e in readings]
     assert det1[2] == max(det1)  # the peak is at m1 = 0
+    # each reading is taken where the motor arrived (2 % noise, 100 mA beam)
+    expected = [1000 * math.exp(-x * x / 2) for x in positions]
+    assert det1 == pytest.approx(expected, rel=0.02)
     assert beamline.ca.get("m1:RBV") == "1"
