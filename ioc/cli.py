@@ -19,7 +19,7 @@ from .doc_sinks import GuardedSink, SinkMonitor
 from .live_data import DEFAULT_CAPACITY, LiveData
 from .profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
 from .server import RunEngineIOC, serve
-from .sinks import LocalFilesSink, PersistentScanId
+from .sinks import LocalFilesSink, PersistentScanId, describe_interrupted, find_interrupted_runs
 from .worker import RunEngineWorker
 
 log = logging.getLogger("runengine_ioc")
@@ -181,6 +181,9 @@ async def _main(
     registry = setup.registry
     data_dir = Path(args.data_dir).expanduser()
     files = LocalFilesSink(data_dir)
+    interrupted = describe_interrupted(find_interrupted_runs(data_dir))
+    if interrupted:
+        log.warning("%s", interrupted)
     bridge = Bridge(asyncio.get_running_loop(), max_rate_hz=args.max_rate)
     monitor = SinkMonitor(bridge.listener)
     try:
@@ -238,6 +241,7 @@ async def _main(
         interfaces=run_options["interfaces"],
         log_pv_names=run_options["log_pv_names"],
         shutdown_timeout=args.shutdown_timeout,
+        startup_note=interrupted,
     )
     # the last documents go out before the process ends
     all_sinks = [*sinks, *profile_sinks]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,10 +55,27 @@ def command_bo(name: str, doc: str, on_name: str) -> Any:
 
 
 def is_on(instance: Any, value: Any) -> bool:
-    """True when a put to a bo asks for its '1' state (by index or by name)."""
+    """Whether a put to a command bo asks for its state 1 (True) or 0 (False).
+
+    State 1 is the number 1 (of any CA type: 1, 1.0), the text ``1`` or the state's name
+    (``Start``, ...); state 0 likewise (0, ``0``, ``Done``). Anything else (2, -1, 0.5, NaN,
+    other text) is no state of the PV: it is refused (ArgumentError), so that junk never acts.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
     if isinstance(value, str):
-        return value == instance.enum_strings[1] or value.strip() == "1"
-    return bool(value)
+        text = value.strip()
+        if text in (instance.enum_strings[1], "1"):
+            return True
+        if text in (instance.enum_strings[0], "0"):
+            return False
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value in (0, 1):
+        return value == 1
+    elif hasattr(value, "item") and getattr(value, "size", 1) == 1:  # a numpy scalar
+        return is_on(instance, value.item())
+    states = f"0 or {instance.enum_strings[0]!r}, 1 or {instance.enum_strings[1]!r}"
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise ArgumentError(f"{shown} is not a state of this PV ({states})")
 
 
 def clip_text(text: str, limit: int = LONG_STRING_LENGTH - 1) -> str:
@@ -136,3 +154,66 @@ async def publish_units(pvdb: dict[str, Any]) -> None:
         egu = getattr(fields, "engineering_units", None)
         if units and egu is not None:
             await egu.write(units)
+
+
+_NUMERIC_TYPES = frozenset(
+    {ChannelType.INT, ChannelType.FLOAT, ChannelType.ENUM, ChannelType.LONG, ChannelType.DOUBLE}
+)
+
+
+def check_enum_number(channel: Any, data: Any = None, data_type: Any = None) -> None:
+    """Refuse a number that is no state index of an enum PV (caproto would truncate 1.7 to 1).
+
+    Only whole numbers from 0 to the last state pass; text is left to the enum's own check.
+    """
+    if getattr(channel, "data_type", None) != ChannelType.ENUM or data is None:
+        return
+    try:
+        if ChannelType(data_type) not in _NUMERIC_TYPES:
+            return
+        values = list(data) if hasattr(data, "__len__") else [data]
+    except (TypeError, ValueError):
+        return
+    if not values:
+        raise ValueError("no value given")
+    first = float(values[0])
+    states = len(getattr(channel, "enum_strings", ()) or ())
+    if not (math.isfinite(first) and first == int(first) and 0 <= first < max(states, 1)):
+        raise ValueError(f"{values[0]!r} is not a state index of this PV (0 to {states - 1})")
+
+
+def guard_writes(
+    pvdb: dict[str, Any], prefix: str, refuse: Callable[[str], Awaitable[None]]
+) -> None:
+    """Make every refused write of these PVs say why in Status, not only the putters' own.
+
+    caproto turns away some values before any putter runs (a value too long for the PV, a
+    string that is no enum state, a type that does not convert): each such refusal gets its
+    Status line too. Refusals the putters report themselves (ArgumentError, Refused) are not
+    reported twice. Record fields (``PV.DESC`` ...) are left to caproto.
+    """
+    for name, channel in pvdb.items():
+        if "." in name or getattr(channel, "_guarded", False):
+            continue
+        original = channel.write_from_dbr
+        label = name.removeprefix(prefix)
+
+        async def write_from_dbr(
+            *args: Any,
+            _original: Any = original,
+            _label: str = label,
+            _channel: Any = channel,
+            **kwargs: Any,
+        ) -> Any:
+            try:
+                check_enum_number(_channel, *args[:2])
+                return await _original(*args, **kwargs)
+            except (ArgumentError, Refused):
+                raise
+            except Exception as exc:
+                text = str(exc) or type(exc).__name__
+                await refuse(f"{_label}: {text}")
+                raise
+
+        channel.write_from_dbr = write_from_dbr
+        channel._guarded = True

@@ -14,9 +14,10 @@ from caproto.server import PVGroup, SubGroup
 from .bridge import Bridge
 from .events import Coalesced, DataUpdate, Progress, SinkHealth
 from .profile import Setup
-from .pv_common import publish_units
+from .pv_common import guard_writes, publish_units
 from .pv_control import ControlGroup
 from .pv_data import DataGroup, SinksGroup, data_group_class
+from .pv_diag import DiagGroup
 from .pv_forms import PlanForm, build_form
 from .pv_selection import SelectionGroup
 from .pv_setup import SetupGroup
@@ -39,6 +40,7 @@ class RunEngineIOC(PVGroup):
     setup = SubGroup(SetupGroup, prefix="")
     data = SubGroup(DataGroup, prefix="")
     sinks = SubGroup(SinksGroup, prefix="")
+    diag = SubGroup(DiagGroup, prefix="Diag:")
 
     def __init__(
         self,
@@ -57,6 +59,10 @@ class RunEngineIOC(PVGroup):
         self.forms: dict[str, PlanForm] = {}
         for name in registry.plan_names if registry is not None else ():
             self._add_form(name)
+        guard_writes(self.pvdb, self.prefix, self._refuse)
+
+    async def _refuse(self, text: str) -> None:
+        await self.status.refuse(text)
 
     def _add_form(self, name: str) -> PlanForm:
         form = build_form(name, self.registry, self.prefix, self)
@@ -65,6 +71,7 @@ class RunEngineIOC(PVGroup):
             raise ValueError(f"plan {name!r}: its form's PVs clash with {sorted(clash)}")
         self.forms[name] = form
         self.pvdb.update(form.pvdb)
+        guard_writes(form.pvdb, self.prefix, self._refuse)
         return form
 
     def _retire_form(self, name: str) -> None:
@@ -149,8 +156,12 @@ async def serve(
     interfaces: list[str] | None = None,
     log_pv_names: bool = False,
     shutdown_timeout: float = 10.0,
+    startup_note: str = "",
 ) -> int:
-    """Serve until SIGINT/SIGTERM, then end any plan cleanly and return the exit code."""
+    """Serve until SIGINT/SIGTERM, then end any plan cleanly and return the exit code.
+
+    ``startup_note`` is added to the first Status line (e.g. an interrupted run found).
+    """
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     received: list[str] = []
@@ -165,6 +176,7 @@ async def serve(
     await ioc.initialize()
     await ioc.status.say(
         f"ready: {len(ioc.registry.plan_names)} plans, {len(ioc.registry.device_names)} devices"
+        + (f"; {startup_note}" if startup_note else "")
     )
     publisher = asyncio.ensure_future(ioc.bridge.publish_forever(ioc))
     server = asyncio.ensure_future(

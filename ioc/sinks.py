@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,66 @@ class PersistentScanId:
             tmp.write_text(json.dumps({"scan_id": scan_id}))
             tmp.replace(self._path)
             return scan_id
+
+
+@dataclass(frozen=True)
+class InterruptedRun:
+    """A run file whose documents end without a stop document (the IOC died mid-run)."""
+
+    path: Path
+    uid: str
+    scan_id: int
+
+
+def _last_line(path: Path, tail: int = 65536) -> bytes:
+    with open(path, "rb") as file:
+        file.seek(0, os.SEEK_END)
+        size = file.tell()
+        file.seek(max(0, size - tail))
+        lines = [line for line in file.read().splitlines() if line.strip()]
+    return lines[-1] if lines else b""
+
+
+def find_interrupted_runs(data_dir: str | os.PathLike[str]) -> list[InterruptedRun]:
+    """Run files in ``data_dir`` without a stop document, oldest first.
+
+    Reads each file's first line (the start document) and last line only; a last line cut
+    short by a kill counts as no stop document.
+    """
+    found = []
+    for path in sorted(Path(data_dir).glob("*.jsonl")):
+        try:
+            with open(path, "rb") as file:
+                start = json.loads(file.readline())
+            if start.get("name") != "start":
+                continue
+            try:
+                last = json.loads(_last_line(path))
+                stopped = last.get("name") == "stop"
+            except ValueError:
+                stopped = False
+        except (OSError, ValueError, AttributeError):
+            log.warning("cannot read run file %s", path)
+            continue
+        if not stopped:
+            doc = start.get("doc", {})
+            found.append(
+                InterruptedRun(path, str(doc.get("uid", "")), int(doc.get("scan_id") or 0))
+            )
+    return found
+
+
+def describe_interrupted(runs: list[InterruptedRun]) -> str:
+    """One line for Status about runs left without a stop document ("" if none)."""
+    if not runs:
+        return ""
+    last = runs[-1]
+    text = (
+        f"interrupted run {last.uid} (scan {last.scan_id}, {last.path.name}) has no stop document"
+    )
+    if len(runs) > 1:
+        text += f" ({len(runs)} such runs in the data directory)"
+    return text
 
 
 def read_run(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:

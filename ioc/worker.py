@@ -50,6 +50,25 @@ _INTERRUPT_OUTCOMES = {
 
 
 @dataclass
+class _Suspension:
+    since: float
+    reason: str
+    before_start: bool = False  # tripped when the plan was submitted: bluesky waits first
+
+
+def describe_suspender(suspender: Any) -> str:
+    """Which suspender, on which signal, and its message, in one short phrase."""
+    signal = getattr(suspender, "_sig", None)
+    where = getattr(signal, "name", "") or ""
+    pvname = getattr(signal, "pvname", None)
+    if pvname:
+        where = f"{where} ({pvname})" if where else str(pvname)
+    text = type(suspender).__name__ + (f" on {where}" if where else "")
+    message = getattr(suspender, "_tripped_message", "")
+    return f"{text}: {message}" if message else text
+
+
+@dataclass
 class _Job:
     ticket: int
     plan: ValidatedPlan
@@ -156,6 +175,9 @@ class RunEngineWorker:
             options["scan_id_source"] = scan_id_source
         self._re = RunEngine({}, **options)
         self._re.state_hook = self._on_state  # type: ignore[assignment]
+        self._re.msg_hook = self._on_msg  # type: ignore[assignment]
+        self._suspension: _Suspension | None = None
+        self._suspension_lock = threading.Lock()
         self._tracker = _RunTracker(listener)
         self._re.subscribe(self._tracker)
         for callback in callbacks:
@@ -337,6 +359,11 @@ class RunEngineWorker:
         if interrupted:
             self._conclude(job, *self._interrupted_outcome())
             return
+        tripped = self._tripped_suspenders()
+        if tripped:
+            with self._suspension_lock:
+                self._suspension = _Suspension(time.monotonic(), tripped, before_start=True)
+            self._listener(StatusMessage(f"suspended before starting {job.plan.name}: {tripped}"))
         self._drive(lambda: self._re(job.plan.make_generator(), **job.metadata))
 
     def _resume(self) -> None:
@@ -389,7 +416,44 @@ class RunEngineWorker:
         self._listener(PlanFinished(job.ticket, job.plan.name, status, message, uids))
 
     def _on_state(self, new: str, old: str) -> None:
-        self._listener(StateChanged(str(new), str(old)))
+        new, old = str(new), str(old)
+        with self._suspension_lock:
+            suspended = self._suspension is not None
+            if new == "suspending" and not suspended:
+                reason = self._tripped_suspenders() or "a suspender tripped"
+                self._suspension = _Suspension(time.monotonic(), reason)
+                self._listener(StatusMessage(f"suspended: {reason}"))
+            if suspended:
+                # bluesky waits for a tripped suspender in its 'running' state; until the plan
+                # goes on, the IOC shows it as suspending
+                new = "suspending" if new == "running" else new
+                old = "suspending" if old == "running" else old
+            if new == "idle":
+                self._suspension = None
+        if new != old:
+            self._listener(StateChanged(new, old))
+
+    def _on_msg(self, msg: Any) -> None:
+        """Called by the RunEngine for each message: notices the end of a suspension."""
+        suspension = self._suspension
+        if suspension is None:
+            return
+        command = getattr(msg, "command", "")
+        ended = command == "_resume_from_suspender" or (
+            suspension.before_start and command != "wait_for"
+        )
+        if not ended:
+            return
+        with self._suspension_lock:
+            self._suspension = None
+        took = time.monotonic() - suspension.since
+        self._listener(StatusMessage(f"resuming after {took:.1f} s suspended"))
+        if self.state == "running":
+            self._listener(StateChanged("running", "suspending"))
+
+    def _tripped_suspenders(self) -> str:
+        reasons = [describe_suspender(s) for s in self._re.suspenders if getattr(s, "tripped", 0)]
+        return "; ".join(reasons)
 
 
 def validate_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from .ca_tools import EPICS_BIN, CaTools
+from .hardware import SoftIocProcess, hardware_env
 
 TEST_PROFILE = Path(__file__).with_name("profile_for_tests.py")
 
@@ -146,17 +147,25 @@ def make_ioc(tmp_path: Path, repeater_port: int) -> Iterator:
         profile: str | None = str(TEST_PROFILE),
         data_dir: Path | None = None,
         prefix: str | None = None,
+        hardware: SoftIocProcess | None = None,
+        env: dict[str, str] | None = None,
     ) -> IOCProcess:
+        """``hardware``: a softIoc the IOC (and its CaTools) reach too, on its own port."""
         prefix = prefix or f"T{uuid.uuid4().hex[:8]}:"
         port = _free_port()
         data = data_dir or tmp_path / f"data-{len(started)}"
         args = ["--prefix", prefix, "--data-dir", str(data), *extra]
         if profile:
             args += ["--profile", profile]
+        ioc_env = loopback_env(port, repeater_port)
+        if hardware is not None:
+            ioc_env = hardware_env(ioc_env, port, hardware.port)
+            ioc_env["RUNENGINE_BEAMLINE_PREFIX"] = hardware.prefix
+        ioc_env.update(env or {})
         ioc = IOCProcess(
             prefix,
             port,
-            loopback_env(port, repeater_port),
+            ioc_env,
             data,
             tmp_path / f"ioc-{len(started)}.log",
             args,
@@ -174,3 +183,30 @@ def make_ioc(tmp_path: Path, repeater_port: int) -> Iterator:
 def ioc(make_ioc) -> IOCProcess:  # type: ignore[no-untyped-def]
     """The IOC on the test profile (simulated devices plus test plans)."""
     return make_ioc()
+
+
+@pytest.fixture
+def make_beamline(tmp_path: Path, repeater_port: int) -> Iterator:
+    """Factory: the simulated beamline's softIoc on its own port; stopped (by PID) at teardown."""
+    started: list[SoftIocProcess] = []
+
+    def make(port: int | None = None, prefix: str | None = None) -> SoftIocProcess:
+        port = port or _free_port()
+        hw = SoftIocProcess(
+            prefix or f"H{uuid.uuid4().hex[:8]}:",
+            port,
+            loopback_env(port, repeater_port),
+            tmp_path / f"softioc-{len(started)}.log",
+        )
+        started.append(hw)
+        hw.start()
+        return hw
+
+    yield make
+    for hw in started:
+        hw.stop()
+
+
+@pytest.fixture
+def beamline(make_beamline) -> SoftIocProcess:  # type: ignore[no-untyped-def]
+    return make_beamline()
