@@ -78,6 +78,17 @@ def is_on(instance: Any, value: Any) -> bool:
     raise ArgumentError(f"{shown} is not a state of this PV ({states})")
 
 
+def as_text(value: Any) -> str:
+    """The text a client put; ArgumentError for a number put where text is expected."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    shown = repr(value.tolist() if hasattr(value, "tolist") else value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise ArgumentError(f"expected text, got {type(value).__name__} {shown}")
+
+
 def clip_text(text: str, limit: int = LONG_STRING_LENGTH - 1) -> str:
     """Keep a message within a char waveform (UTF-8 bytes), marking the cut."""
     data = text.encode("utf-8")

@@ -17,7 +17,15 @@ from typing import Any
 from caproto import AlarmSeverity, AlarmStatus, ChannelType, SkipWrite
 from caproto.server import PVGroup
 
-from .pv_common import clear_put_alarm, command_bo, is_on, long_string, pv, refusals_to_status
+from .pv_common import (
+    as_text,
+    clear_put_alarm,
+    command_bo,
+    is_on,
+    long_string,
+    pv,
+    refusals_to_status,
+)
 from .registry import ArgumentError, ParameterInfo, Registry
 
 #: Longest enum string Channel Access carries (mbbo states).
@@ -135,11 +143,14 @@ class FieldCodec:
                 value, value
             )
         if kind == "device":
-            return value.strip() or None
+            return as_text(value).strip() or None
         if kind == "devices":
-            text = value.strip()
+            text = as_text(value).strip()
             return self._json(text) if text.startswith("[") else text
-        return self._json(value) if value.strip() else None
+        if kind == "str":
+            return as_text(value)
+        text = as_text(value)
+        return self._json(text) if text.strip() else None
 
     def _json(self, text: str) -> Any:
         try:

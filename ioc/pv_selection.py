@@ -9,7 +9,7 @@ from typing import Any
 from caproto import ChannelType
 from caproto.server import PVGroup
 
-from .pv_common import NAME_LIST_LENGTH, long_string, pv, refusals_to_status
+from .pv_common import NAME_LIST_LENGTH, as_text, long_string, pv, refusals_to_status
 from .registry import ArgumentError
 from .worker import validate_metadata
 
@@ -69,8 +69,8 @@ class SelectionGroup(PVGroup):
 
     @plan_name.putter  # type: ignore[no-redef]
     @refusals_to_status("PlanName")
-    async def plan_name(self, instance: Any, value: str) -> str:
-        name = value.strip()
+    async def plan_name(self, instance: Any, value: Any) -> str:
+        name = as_text(value).strip()
         self.registry.check_plan_name(name)
         await self.plan_doc.write(self.registry.plan_summary(name))
         await self.parent.status.say(f"plan selected: {name}")
@@ -78,7 +78,8 @@ class SelectionGroup(PVGroup):
 
     @plan_args.putter  # type: ignore[no-redef]
     @refusals_to_status("PlanArgs")
-    async def plan_args(self, instance: Any, value: str) -> str:
+    async def plan_args(self, instance: Any, value: Any) -> str:
+        value = as_text(value)
         arguments = parse_json_object(value, "PlanArgs")
         plan = self.plan_name.value
         if plan:
@@ -90,6 +91,7 @@ class SelectionGroup(PVGroup):
 
     @metadata.putter  # type: ignore[no-redef]
     @refusals_to_status("Metadata")
-    async def metadata(self, instance: Any, value: str) -> str:
+    async def metadata(self, instance: Any, value: Any) -> str:
+        value = as_text(value)
         validate_metadata(parse_json_object(value, "Metadata"))
         return value
