@@ -32,6 +32,7 @@ from .events import (
     StateChanged,
     StatusMessage,
 )
+from .re_adapter import RESUME_FROM_SUSPENDER, describe_suspender
 from .registry import ArgumentError, Registry, ValidatedPlan
 
 log = logging.getLogger(__name__)
@@ -54,18 +55,6 @@ class _Suspension:
     since: float
     reason: str
     before_start: bool = False  # tripped when the plan was submitted: bluesky waits first
-
-
-def describe_suspender(suspender: Any) -> str:
-    """Which suspender, on which signal, and its message, in one short phrase."""
-    signal = getattr(suspender, "_sig", None)
-    where = getattr(signal, "name", "") or ""
-    pvname = getattr(signal, "pvname", None)
-    if pvname:
-        where = f"{where} ({pvname})" if where else str(pvname)
-    text = type(suspender).__name__ + (f" on {where}" if where else "")
-    message = getattr(suspender, "_tripped_message", "")
-    return f"{text}: {message}" if message else text
 
 
 @dataclass
@@ -439,7 +428,7 @@ class RunEngineWorker:
         if suspension is None:
             return
         command = getattr(msg, "command", "")
-        ended = command == "_resume_from_suspender" or (
+        ended = command == RESUME_FROM_SUSPENDER or (
             suspension.before_start and command != "wait_for"
         )
         if not ended:
