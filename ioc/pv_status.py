@@ -24,6 +24,9 @@ from .pv_common import clip_text, long_string, pv, write_alarmed
 
 log = logging.getLogger(__name__)
 
+#: Smallest change of ElapsedTime/RemainingTime worth a monitor update while a run goes on.
+TIME_DEADBAND = 0.5
+
 _STATE_SEVERITY = {
     "paused": AlarmSeverity.MINOR_ALARM,
     "pausing": AlarmSeverity.MINOR_ALARM,
@@ -181,9 +184,19 @@ class StatusGroup(PVGroup):
             )
         elif self._run_start is not None:
             # no new point: keep the clocks moving
-            await self.elapsed_time.write(max(0.0, now - self._run_start))
+            await self._write_time(self.elapsed_time, max(0.0, now - self._run_start))
             if self._last_progress is not None:
-                await self.remaining_time.write(self._last_progress.remaining(now))
+                await self._write_time(self.remaining_time, self._last_progress.remaining(now))
+
+    async def _write_time(self, channel: Any, seconds: float) -> None:
+        """A clock moves on every tick: publish it when it moved TIME_DEADBAND or more.
+
+        Each update goes to every monitoring client; with many clients the sends, not the
+        plan, would set the pace. Resets (0, -1 unknown) and run ends are always published.
+        """
+        last = channel.value
+        if seconds <= 0 or last <= 0 or abs(seconds - last) >= TIME_DEADBAND:
+            await channel.write(seconds)
 
     async def _write_progress(
         self, current: int, total: int | None, elapsed: float, remaining: float
@@ -195,5 +208,5 @@ class StatusGroup(PVGroup):
         percent = min(100.0, 100.0 * current / total) if total else 0.0
         if percent != self.progress.value:
             await self.progress.write(percent)
-        await self.elapsed_time.write(elapsed)
-        await self.remaining_time.write(remaining)
+        await self._write_time(self.elapsed_time, elapsed)
+        await self._write_time(self.remaining_time, remaining)
