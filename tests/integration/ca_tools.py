@@ -7,6 +7,7 @@ call the binaries themselves and look at their exit codes.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -210,3 +211,72 @@ def monitor_values(output: str, suffix: str) -> list[str]:
         if len(parts) >= 2 and parts[0].endswith(suffix):
             values.append(parts[1])
     return values
+
+
+class ServerProcess:
+    """A CA server we start as a subprocess (the IOC, the softIoc), ended only by its PID.
+
+    Subclasses give ``command()`` and ``ready_suffix``: start() polls that PV until it answers.
+    """
+
+    name = "server"
+    ready_suffix = "State"
+    stop_timeout = 15.0
+
+    def __init__(self, prefix: str, port: int, env: dict[str, str], log_path: Path) -> None:
+        self.prefix = prefix
+        self.port = port
+        self.env = env
+        self.log_path = log_path
+        self.ca = CaTools(env, prefix)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.command(),
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start-up:\n{self.log()}")
+            if self.ca.try_get(self.ready_suffix, timeout=0.5) is not None:
+                return
+        raise TimeoutError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def send_signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log_file.close()
+
+    def stop(self) -> None:
+        self.ca.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "log_file", None) and not self.log_file.closed:
+            self.log_file.close()

@@ -7,18 +7,16 @@ loopback only. Readiness is awaited by polling a PV, never by sleeping.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .ca_tools import EPICS_BIN, CaTools
+from .ca_tools import EPICS_BIN, ServerProcess
 from .hardware import SoftIocProcess, hardware_env
 
 TEST_PROFILE = Path(__file__).with_name("profile_for_tests.py")
@@ -56,8 +54,10 @@ def repeater_port() -> Iterator[int]:
     proc.wait(5)
 
 
-class IOCProcess:
+class IOCProcess(ServerProcess):
     """One runengine-ioc subprocess with its prefix, port, data directory and CA tools."""
+
+    name = "IOC"
 
     def __init__(
         self,
@@ -68,54 +68,12 @@ class IOCProcess:
         log_path: Path,
         args: list[str],
     ) -> None:
-        self.prefix = prefix
-        self.port = port
-        self.env = env
+        super().__init__(prefix, port, env, log_path)
         self.data_dir = data_dir
-        self.log_path = log_path
         self.args = args
-        self.ca = CaTools(env, prefix)
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runengine_ioc.cli", *self.args],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"IOC exited at start-up:\n{self.log()}")
-            if self.ca.try_get("State", timeout=0.5) is not None:
-                return
-        raise TimeoutError(f"IOC did not answer within {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def send_signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        self.ca.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if getattr(self, "log_file", None):
-            self.log_file.close()
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "runengine_ioc.cli", *self.args]
 
     def runs(self) -> list[Path]:
         return sorted(self.data_dir.glob("*.jsonl"))
