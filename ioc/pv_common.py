@@ -204,7 +204,7 @@ def guard_writes(
     reported twice. Record fields (``PV.DESC`` ...) are left to caproto.
     """
     for name, channel in pvdb.items():
-        if "." in name or getattr(channel, "_guarded", False):
+        if "." in name:
             continue
         original = channel.write_from_dbr
         label = name.removeprefix(prefix)
@@ -227,4 +227,3 @@ def guard_writes(
                 raise
 
         channel.write_from_dbr = write_from_dbr
-        channel._guarded = True

@@ -56,10 +56,10 @@ class RunEngineIOC(PVGroup):
         self.reloader = reloader
         self.description = description
         super().__init__(*args, **kwargs)
+        guard_writes(self.pvdb, self.prefix, self._refuse)  # each form guards its own PVs
         self.forms: dict[str, PlanForm] = {}
         for name in registry.plan_names if registry is not None else ():
             self._add_form(name)
-        guard_writes(self.pvdb, self.prefix, self._refuse)
 
     async def _refuse(self, text: str) -> None:
         await self.status.refuse(text)
@@ -111,8 +111,7 @@ class RunEngineIOC(PVGroup):
                 self._retire_form(name)
         for name in setup.registry.plan_names:
             if name not in self.forms:
-                form = self._add_form(name)
-                await publish_units(form.pvdb)
+                self._add_form(name)  # its units are published by initialize() below
                 if name not in old.plan_names:
                     added.append(name)
         for form in self.forms.values():
