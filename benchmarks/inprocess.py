@@ -25,9 +25,9 @@ from typing import Any
 from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
 
+from runengine_ioc.data.files import LocalFilesSink, PersistentScanId
+from runengine_ioc.engine.profile import load_profile
 from runengine_ioc.plans import count
-from runengine_ioc.profile import load_profile
-from runengine_ioc.sinks import LocalFilesSink, PersistentScanId
 
 from .procs import run_times
 

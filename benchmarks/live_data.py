@@ -31,7 +31,7 @@ def in_process(repeats: int = 7, points: int = 1000) -> None:
     from bluesky import RunEngine
     from ophyd.sim import hw
 
-    from runengine_ioc.live_data import LiveData
+    from runengine_ioc.data.live_data import LiveData
 
     devices = hw()
     loop = asyncio.new_event_loop()

@@ -9,23 +9,50 @@ from pathlib import Path
 
 import pytest
 
-from runengine_ioc.server import RunEngineIOC
+from runengine_ioc.ca.catalogue import catalogue
+from runengine_ioc.ca.server import RunEngineIOC
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def readme_pv_names() -> set[str]:
+def readme_pv_rows() -> dict[str, tuple[str, bool]]:
+    """README's PV table: name -> (record type, writable)."""
     text = (ROOT / "README.md").read_text()
     table = text.split("## The PVs", 1)[1].split("\n## ", 1)[0]
-    return {m.group(1) for m in re.finditer(r"^\| ([\w:]+) \|", table, re.MULTILINE)} - {"PV"}
+    rows = re.finditer(r"^\| ([\w:]+) \| (\w+)[^|]* \| (yes)? *\|", table, re.MULTILINE)
+    return {m.group(1): (m.group(2), m.group(3) == "yes") for m in rows if m.group(1) != "PV"}
 
 
 def test_readme_pv_table_lists_exactly_the_served_pvs():
     ioc = RunEngineIOC(prefix="X:", registry=None, bridge=None)  # type: ignore[arg-type]
     # no registry: no plan forms (<plan>:<parameter>, documented by rule), just the fixed PVs
     served = {name.removeprefix("X:") for name in ioc.pvdb if "." not in name}
-    assert readme_pv_names() == served
+    assert set(readme_pv_rows()) == served
+
+
+def test_readme_pv_table_matches_the_catalogue_in_record_type_and_writability():
+    listed = {entry.name: (entry.record, entry.writable) for entry in catalogue(RunEngineIOC)}
+    assert readme_pv_rows() == listed
+
+
+def test_the_catalogue_lists_every_served_pv_once():
+    ioc = RunEngineIOC(prefix="X:", registry=None, bridge=None)  # type: ignore[arg-type]
+    names = [entry.name for entry in catalogue(RunEngineIOC)]
+    assert len(names) == len(set(names))
+    assert {f"X:{name}" for name in names} == {name for name in ioc.pvdb if "." not in name}
+
+
+def test_imports_keep_to_the_layers():
+    """The import-linter contracts in pyproject.toml (layers, no caproto in engine/data...)."""
+    result = subprocess.run(
+        [str(BIN / "lint-imports"), "--no-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_readme_test_command_is_what_ci_runs():
@@ -56,7 +83,7 @@ def test_a_users_own_plans_and_ioc_modules_neither_shadow_nor_are_shadowed(tmp_p
     for name in ("plans", "ioc"):
         (tmp_path / f"{name}.py").write_text(f"NAME = 'users own {name}'\n")
     probe = (
-        "import plans, ioc, runengine_ioc.plans as lib, runengine_ioc.server;"
+        "import plans, ioc, runengine_ioc.plans as lib, runengine_ioc.ca.server;"
         "assert plans.NAME.endswith('plans') and ioc.NAME.endswith('ioc');"
         "assert 'scan' in lib.__all__; print('ok')"
     )

@@ -9,7 +9,7 @@ from .ca_tools import ServerProcess
 
 
 class SoftIocProcess(ServerProcess):
-    """``python -m runengine_ioc.beamline`` (which execs softIoc) on its own port."""
+    """``python -m runengine_ioc.sim.beamline`` (which execs softIoc) on its own port."""
 
     name = "softIoc"
     ready_suffix = "BeamCurrent"
@@ -19,7 +19,7 @@ class SoftIocProcess(ServerProcess):
         return [
             sys.executable,
             "-m",
-            "runengine_ioc.beamline",
+            "runengine_ioc.sim.beamline",
             "--prefix",
             self.prefix,
             "--port",

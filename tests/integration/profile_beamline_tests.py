@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 
-from runengine_ioc.profile import Profile
-from runengine_ioc.profiles.softioc_beamline import (
+from runengine_ioc import Profile
+from runengine_ioc.sim.profiles.softioc_beamline import (
     DEFAULT_PREFIX,
     PREFIX_ENV,
     PVPositionerPC,
     motor,
 )
-from runengine_ioc.profiles.softioc_beamline import build_profile as build_beamline_profile
+from runengine_ioc.sim.profiles.softioc_beamline import build_profile as build_beamline_profile
 
 
 def build_profile() -> Profile:

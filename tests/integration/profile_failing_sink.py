@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runengine_ioc.profile import Profile, load_profile
+from runengine_ioc.engine.profile import Profile, load_profile
 
 
 def broken_sink(name: str, doc: dict) -> None:

@@ -10,9 +10,8 @@ import bluesky.preprocessors as bpp
 from bluesky.protocols import Readable
 from ophyd import Component, Device, Signal
 
-from runengine_ioc.plans import DEFAULT_PLANS
-from runengine_ioc.profile import Profile
-from runengine_ioc.profiles.sim import build_profile as build_sim_profile
+from runengine_ioc import DEFAULT_PLANS, Profile
+from runengine_ioc.sim.profiles.sim import build_profile as build_sim_profile
 
 
 class StageProbe(Device):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runengine_ioc.sinks import read_run
+from runengine_ioc.data.files import read_run
 
 LONG_COUNT = {"detectors": ["det", "probe"], "num": 400, "delay": 0.05}
 

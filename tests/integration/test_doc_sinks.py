@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runengine_ioc.sinks import read_run, run_table
+from runengine_ioc.data.files import read_run, run_table
 
 from .conftest import _free_port
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from runengine_ioc.sinks import read_run
+from runengine_ioc.data.files import read_run
 
 
 def test_a_failing_plan_is_cleaned_up_and_reported(make_ioc, tmp_path, monkeypatch):

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from runengine_ioc.sinks import read_run
+from runengine_ioc.data.files import read_run
 
 HAPPI_DB = Path(__file__).parent / "data" / "happi_sim.json"
 
 RELOADABLE_PROFILE = """
-from runengine_ioc.plans import DEFAULT_PLANS
-from runengine_ioc.profile import Profile
-from runengine_ioc.profiles.sim import build_profile as sim
+from runengine_ioc import DEFAULT_PLANS, Profile
+from runengine_ioc.sim.profiles.sim import build_profile as sim
 {extra}
 
 def build_profile():

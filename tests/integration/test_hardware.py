@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runengine_ioc.sinks import read_run
+from runengine_ioc.data.files import read_run
 
 BEAMLINE_PROFILE = str(Path(__file__).with_name("profile_beamline_tests.py"))
-SHIPPED_PROFILE = "runengine_ioc.profiles.softioc_beamline"
+SHIPPED_PROFILE = "runengine_ioc.sim.profiles.softioc_beamline"
 
 
 def events(path: Path) -> list[dict]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import time
 
-from runengine_ioc.sinks import read_run
+from runengine_ioc.data.files import read_run
 
 from .test_hardware import BEAMLINE_PROFILE
 

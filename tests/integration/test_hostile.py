@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runengine_ioc.sinks import read_run
+from runengine_ioc.data.files import read_run
 
 FUZZ = Path(__file__).with_name("fuzz_client.py")
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from runengine_ioc.sinks import run_table
+from runengine_ioc.data.files import run_table
 
 from .ca_tools import monitor_values
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runengine_ioc.sinks import read_run
+from runengine_ioc.data.files import read_run
 
 README_ARGS = '{"detectors": ["det"], "motor": "motor", "start": -1, "stop": 1, "num": 11}'
 

@@ -14,8 +14,8 @@ import pytest
 from bluesky import RunEngine
 from ophyd.sim import hw
 
-from runengine_ioc.registry import Registry
-from runengine_ioc.worker import RunEngineWorker
+from runengine_ioc.engine.registry import Registry
+from runengine_ioc.engine.worker import RunEngineWorker
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from runengine_ioc.bridge import Bridge
-from runengine_ioc.events import (
+from runengine_ioc.engine.bridge import Bridge
+from runengine_ioc.engine.events import (
     ExitStatus,
     PlanAccepted,
     PlanFinished,
@@ -28,8 +28,8 @@ from runengine_ioc.events import (
     StateChanged,
     StatusMessage,
 )
+from runengine_ioc.engine.registry import ArgumentError, Registry
 from runengine_ioc.plans import DEFAULT_PLANS
-from runengine_ioc.registry import ArgumentError, Registry
 
 from .conftest import MakeWorker
 

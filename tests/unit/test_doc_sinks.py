@@ -10,9 +10,9 @@ from typing import Any
 import bluesky.plans as bp
 import pytest
 
-from runengine_ioc.doc_sinks import GuardedSink, SinkMonitor, kafka_publisher
-from runengine_ioc.events import SinkHealth
-from runengine_ioc.sinks import LocalFilesSink, read_run, replay, run_table
+from runengine_ioc.data.files import LocalFilesSink, read_run, replay, run_table
+from runengine_ioc.data.guarded_sinks import GuardedSink, SinkMonitor, kafka_publisher
+from runengine_ioc.engine.events import SinkHealth
 
 TIMEOUT = 10.0
 

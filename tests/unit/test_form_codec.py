@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runengine_ioc.pv_forms import FieldCodec
-from runengine_ioc.registry import ArgumentError, ParameterInfo
+from runengine_ioc.ca.forms import FieldCodec
+from runengine_ioc.engine.registry import ArgumentError, ParameterInfo
 
 
 def codec(kind: str, **extra: object) -> FieldCodec:

@@ -12,8 +12,9 @@ import bluesky.plans as bp
 import numpy as np
 import pytest
 
-from runengine_ioc.bridge import Bridge
-from runengine_ioc.events import (
+from runengine_ioc.data.live_data import LiveData
+from runengine_ioc.engine.bridge import Bridge
+from runengine_ioc.engine.events import (
     DataSnapshot,
     DataUpdate,
     PeakStatsComputed,
@@ -21,7 +22,6 @@ from runengine_ioc.events import (
     RunOpened,
     StatusMessage,
 )
-from runengine_ioc.live_data import LiveData
 
 from .test_bridge import RecordingPublisher, publishing, run, until
 

@@ -13,8 +13,8 @@ from bluesky.protocols import Movable, Readable
 from ophyd.sim import SynAxis
 from pydantic import Field
 
+from runengine_ioc.engine.registry import ArgumentError, Registry, ValidatedPlan
 from runengine_ioc.plans import DEFAULT_PLANS
-from runengine_ioc.registry import ArgumentError, Registry, ValidatedPlan
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import bluesky.preprocessors as bpp
 import pytest
 from bluesky.protocols import Readable
 
-from runengine_ioc.events import (
+from runengine_ioc.engine.events import (
     ExitStatus,
     PlanAccepted,
     PlanFinished,
@@ -24,9 +24,10 @@ from runengine_ioc.events import (
     StateChanged,
     StatusMessage,
 )
+from runengine_ioc.engine.registry import ArgumentError, Registry
+from runengine_ioc.engine.metadata import RESERVED_METADATA_KEYS
+from runengine_ioc.engine.worker import RunEngineWorker
 from runengine_ioc.plans import DEFAULT_PLANS, MsgGenerator
-from runengine_ioc.registry import ArgumentError, Registry
-from runengine_ioc.worker import RESERVED_METADATA_KEYS, RunEngineWorker
 
 from .conftest import MakeWorker
 

@@ -11,8 +11,8 @@ import tempfile
 from bluesky import RunEngine
 from ophyd.sim import hw
 
+from runengine_ioc.data.files import LocalFilesSink
 from runengine_ioc.plans import count as _count
-from runengine_ioc.sinks import LocalFilesSink
 
 _sim = hw()
 det = _sim.det

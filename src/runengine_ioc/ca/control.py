@@ -1,0 +1,90 @@
+"""Control PVs: Start (busy semantics), Pause, PauseDeferred, Resume, Stop, Abort, Halt."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from caproto import SkipWrite
+
+from ..engine.commands import Commands
+from ..engine.registry import ArgumentError
+from .common import clear_put_alarm, command_bo, is_on, refusals_to_status
+from .context import IOCGroup
+
+
+class ControlGroup(IOCGroup):
+    """Puts here become commands to the bridge; a refusal fails the put and says why."""
+
+    start = command_bo("Start", "Run PlanName; 1 until it ends", "Start")
+    pause = command_bo("Pause", "Pause now (rewind to checkpoint)", "Pause")
+    pause_deferred = command_bo("PauseDeferred", "Pause at next checkpoint", "Pause")
+    resume = command_bo("Resume", "Resume a paused plan", "Resume")
+    stop = command_bo("Stop", "Stop plan (cleanup, success)", "Stop")
+    abort = command_bo("Abort", "Abort plan (cleanup, abort)", "Abort")
+    halt = command_bo("Halt", "Halt plan (no cleanup)", "Halt")
+
+    @property
+    def bridge(self) -> Commands:
+        return self.context.commands
+
+    @start.putter  # type: ignore[no-redef]
+    @refusals_to_status("Start")
+    async def start(self, instance: Any, value: Any) -> None:
+        if not is_on(instance, value):
+            raise SkipWrite()  # Start reads 1 while busy; putting 0 changes nothing
+        plan_name, arguments, metadata = self.context.selection.selection()
+        if not plan_name:
+            raise ArgumentError("no plan selected: put PlanName first")
+        finished = self.bridge.submit(plan_name, arguments, metadata)
+        await clear_put_alarm(instance)
+        # The plan runs on regardless of this put: a client that disconnects cancels only
+        # its own wait. Start's value is published with the plan's events, not here.
+        await asyncio.shield(finished)
+        raise SkipWrite()
+
+    @pause.putter  # type: ignore[no-redef]
+    @refusals_to_status("Pause")
+    async def pause(self, instance: Any, value: Any) -> int:
+        if is_on(instance, value):
+            await self.bridge.pause(defer=False)
+        return 0
+
+    @pause_deferred.putter  # type: ignore[no-redef]
+    @refusals_to_status("PauseDeferred")
+    async def pause_deferred(self, instance: Any, value: Any) -> int:
+        if is_on(instance, value):
+            await self.bridge.pause(defer=True)
+        return 0
+
+    @resume.putter  # type: ignore[no-redef]
+    @refusals_to_status("Resume")
+    async def resume(self, instance: Any, value: Any) -> int:
+        if is_on(instance, value):
+            await self.bridge.resume()
+        return 0
+
+    # Stop, Abort and Halt: a put with callback completes once the plan has ended.
+    @stop.putter  # type: ignore[no-redef]
+    @refusals_to_status("Stop")
+    async def stop(self, instance: Any, value: Any) -> int:
+        if is_on(instance, value):
+            await self.bridge.stop()
+            await self.bridge.wait_current_plan()
+        return 0
+
+    @abort.putter  # type: ignore[no-redef]
+    @refusals_to_status("Abort")
+    async def abort(self, instance: Any, value: Any) -> int:
+        if is_on(instance, value):
+            await self.bridge.abort("Abort PV")
+            await self.bridge.wait_current_plan()
+        return 0
+
+    @halt.putter  # type: ignore[no-redef]
+    @refusals_to_status("Halt")
+    async def halt(self, instance: Any, value: Any) -> int:
+        if is_on(instance, value):
+            await self.bridge.halt()
+            await self.bridge.wait_current_plan()
+        return 0

@@ -1,0 +1,234 @@
+"""The IOC: PV groups composed into one, wired to the bridge, served over Channel Access."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from caproto.asyncio.server import start_server
+from caproto.server import PVGroup, SubGroup
+
+from ..engine.bridge import Bridge
+from ..engine.events import Coalesced, DataUpdate, Progress, SinkHealth, WorkerEvent
+from ..engine.profile import Setup
+from ..engine.registry import Registry
+from .common import guard_writes, publish_units
+from .context import IOCContext, IOCGroup
+from .control import ControlGroup
+from .data import DataGroup, SinksGroup, data_group_class
+from .diag import DiagGroup
+from .forms import PlanForm, build_form
+from .selection import SelectionGroup
+from .setup import SetupGroup
+from .status import StatusGroup
+
+log = logging.getLogger(__name__)
+
+#: At shutdown, how long the last events may take to be published before the server ends.
+DRAIN_TIMEOUT = 2.0
+
+
+class RunEngineIOC(PVGroup):
+    """All PVs of the RunEngine IOC, flat under one prefix (``BL01:RE:State`` ...).
+
+    Besides the fixed groups, each registered plan gets a form (``<prefix><plan>:...``);
+    Reload adds, replaces and retires forms while the server runs.
+    """
+
+    selection = SubGroup(SelectionGroup, prefix="")
+    control = SubGroup(ControlGroup, prefix="")
+    status = SubGroup(StatusGroup, prefix="")
+    setup = SubGroup(SetupGroup, prefix="")
+    data = SubGroup(DataGroup, prefix="")
+    sinks = SubGroup(SinksGroup, prefix="")
+    diag = SubGroup(DiagGroup, prefix="Diag:")
+
+    def __init__(
+        self,
+        *args: Any,
+        registry: Registry,
+        bridge: Bridge,
+        reloader: Callable[[], Setup] | None = None,
+        description: str = "",
+        **kwargs: Any,
+    ) -> None:
+        self.bridge = bridge
+        self.description = description
+        super().__init__(*args, **kwargs)
+        self.context = IOCContext(
+            commands=bridge,
+            registry=registry,
+            status=self.status,
+            selection=self.selection,
+            start=self.control.start,
+            reloader=reloader,
+            apply_setup=self.apply_setup,
+        )
+        for group in self.groups.values():
+            if isinstance(group, IOCGroup):
+                group.context = self.context
+        guard_writes(self.pvdb, self.prefix, self._refuse)  # each form guards its own PVs
+        self.forms: dict[str, PlanForm] = {}
+        for name in registry.plan_names if registry is not None else ():
+            self._add_form(name)
+
+    @property
+    def registry(self) -> Registry:
+        return self.context.registry
+
+    async def _refuse(self, text: str) -> None:
+        await self.status.refuse(text)
+
+    def _add_form(self, name: str) -> PlanForm:
+        form = build_form(name, self.registry, self.prefix, self, self.context)
+        clash = set(form.pvdb) & set(self.pvdb)
+        if clash:
+            raise ValueError(f"plan {name!r}: its form's PVs clash with {sorted(clash)}")
+        self.forms[name] = form
+        self.pvdb.update(form.pvdb)
+        guard_writes(form.pvdb, self.prefix, self._refuse)
+        return form
+
+    def _retire_form(self, name: str) -> None:
+        form = self.forms.pop(name)
+        form.retired = True
+        for pvname in form.pvdb:
+            self.pvdb.pop(pvname, None)
+
+    async def initialize(self) -> None:
+        """Publish what needs the event loop: names, units, forms, device information."""
+        await publish_units(self.pvdb)
+        await self.data.initialise()
+        await self.selection.publish_names(self.registry.plan_names, self.registry.device_names)
+        for form in self.forms.values():
+            await form.initialize()
+        await self.setup.publish_setup(self.description, self.registry)
+
+    async def apply_setup(self, setup: Setup) -> None:
+        """Serve a reloaded profile: new registry, forms added, rebuilt or retired."""
+        await self.bridge.reconfigure(
+            setup.registry,
+            profile_callbacks=setup.callbacks,
+            suspenders=setup.suspenders,
+            metadata=setup.metadata,
+        )
+        if setup.on_applied is not None:
+            await asyncio.to_thread(setup.on_applied)
+        old = self.registry
+        self.context.registry = setup.registry
+        self.description = setup.description
+        added, removed = [], []
+        for name in old.plan_names:
+            if name not in setup.registry.plan_names:
+                self._retire_form(name)
+                removed.append(name)
+            elif old.parameters(name) != setup.registry.parameters(name):
+                self._retire_form(name)
+        for name in setup.registry.plan_names:
+            if name not in self.forms:
+                self._add_form(name)  # its units are published by initialize() below
+                if name not in old.plan_names:
+                    added.append(name)
+        for form in self.forms.values():
+            await form.initialize()
+        await self.selection.publish_names(setup.registry.plan_names, setup.registry.device_names)
+        await self.setup.publish_setup(setup.description, setup.registry)
+        changes = "".join(
+            f"; {label}: {', '.join(names)}"
+            for label, names in (("added", added), ("removed", removed))
+            if names
+        )
+        await self.status.say(
+            f"reloaded: {len(setup.registry.plan_names)} plans, "
+            f"{len(setup.registry.device_names)} devices{changes}"
+        )
+
+    @classmethod
+    def with_data_capacity(cls, capacity: int) -> type[RunEngineIOC]:
+        """The IOC with its Data:X/Y arrays ``capacity`` points long."""
+        group = SubGroup(data_group_class(capacity), prefix="")
+        return type(cls.__name__, (cls,), {"__doc__": cls.__doc__, "data": group})
+
+    # the bridge's Publisher: events are shown by the status and data groups
+    async def publish_event(self, event: WorkerEvent) -> None:
+        await self.status.publish_event(event)
+        await self.data.publish_event(event)
+
+    async def publishing_failed(self, failure: BaseException, count: int) -> None:
+        """The bridge's publishing died and is being restarted: say so, with a MAJOR alarm."""
+        what = str(failure) or type(failure).__name__
+        await self.status.alarm(
+            f"publishing failed ({what}); restarted ({count} since start-up); "
+            "values shown may have missed an update"
+        )
+
+    async def publish_progress(self, progress: Progress | None, now: float) -> None:
+        await self.status.publish_progress(progress, now)
+
+    async def publish_latest(self, item: Coalesced) -> None:
+        if isinstance(item, DataUpdate):
+            await self.data.publish_data(item.take())
+        elif isinstance(item, SinkHealth):
+            await self.sinks.publish_health(item)
+
+
+async def serve(
+    ioc: RunEngineIOC,
+    *,
+    interfaces: list[str] | None = None,
+    log_pv_names: bool = False,
+    shutdown_timeout: float = 10.0,
+    startup_note: str = "",
+) -> int:
+    """Serve until SIGINT/SIGTERM, then end any plan cleanly and return the exit code.
+
+    ``startup_note`` is added to the first Status line (e.g. an interrupted run found).
+    """
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(signame: str) -> None:
+        received.append(signame)
+        stop_requested.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+    await ioc.initialize()
+    await ioc.status.say(
+        f"ready: {len(ioc.registry.plan_names)} plans, {len(ioc.registry.device_names)} devices"
+        + (f"; {startup_note}" if startup_note else "")
+    )
+    publisher = asyncio.ensure_future(
+        ioc.bridge.publish_forever(ioc, on_failure=ioc.publishing_failed)
+    )
+    server = asyncio.ensure_future(
+        start_server(ioc.pvdb, interfaces=interfaces, log_pv_names=log_pv_names)
+    )
+    waiter = asyncio.ensure_future(stop_requested.wait())
+    done, _ = await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    exit_code = 0
+    if server in done:
+        exc = server.exception()
+        log.error("Channel Access server ended: %r", exc)
+        exit_code = 1
+    else:
+        log.info("%s received: ending any plan cleanly, then exiting", received[0])
+        await ioc.status.say(f"IOC shutting down ({received[0]})")
+    clean = await ioc.bridge.shutdown(
+        f"IOC shutting down ({received[0] if received else 'server ended'})", shutdown_timeout
+    )
+    # the last events (state idle, plan finished) reach the clients before the server ends
+    if not await ioc.bridge.drain(DRAIN_TIMEOUT):
+        log.warning("some events were not published within %.1f s of the end", DRAIN_TIMEOUT)
+    for task in (publisher, server, waiter):
+        task.cancel()
+    await asyncio.gather(publisher, server, waiter, return_exceptions=True)
+    if not clean:
+        log.error("the worker did not end within %.1f s", shutdown_timeout)
+        exit_code = exit_code or 2
+    return exit_code

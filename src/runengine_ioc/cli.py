@@ -1,0 +1,276 @@
+"""``runengine-ioc``: parse flags, load the profile, build everything, serve."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from caproto.server import common as caproto_server_common
+from caproto.server import template_arg_parser
+
+from .ca.server import RunEngineIOC, serve
+from .data import guarded_sinks as doc_sinks
+from .data.files import (
+    LocalFilesSink,
+    PersistentScanId,
+    describe_interrupted,
+    find_interrupted_runs,
+)
+from .data.guarded_sinks import GuardedSink, SinkMonitor
+from .data.live_data import DEFAULT_CAPACITY, LiveData
+from .engine.bridge import Bridge
+from .engine.profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
+from .engine.worker import RunEngineWorker
+
+log = logging.getLogger("runengine_ioc")
+
+#: Re-read on Reload, so that edits to the plan library reach a running IOC.
+PLAN_LIBRARY = "runengine_ioc.plans"
+
+DEFAULT_DATA_DIR = "~/runengine-data"
+#: caproto batches monitor updates for up to this long; its 10 ms default is most of the
+#: latency a client sees for a State change (benchmarks/README.md).
+DEFAULT_MONITOR_BATCH_TIME = 0.002
+
+
+def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, Any]:
+    parser, split_args = template_arg_parser(
+        desc="An EPICS IOC that owns a bluesky RunEngine: choose, start and watch plans "
+        "from any Channel Access client.",
+        default_prefix="RE:",
+        argv=argv,
+        supported_async_libs=["asyncio"],
+    )
+    parser.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help="beamline profile: a module name or a .py file defining build_profile() "
+        f"(default: {DEFAULT_PROFILE}, simulated devices)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help="directory for the runs' document files, one .jsonl per run "
+        f"(default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--happi-db",
+        default=None,
+        help="a happi JSON database whose active items are added to the profile's devices",
+    )
+    parser.add_argument(
+        "--max-rate",
+        type=float,
+        default=10.0,
+        help="upper bound (Hz) on per-point PV updates such as Progress (default: 10)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a plan to end cleanly on SIGINT/SIGTERM (default: 10)",
+    )
+    parser.add_argument(
+        "--monitor-batch-time",
+        type=float,
+        default=DEFAULT_MONITOR_BATCH_TIME,
+        help="seconds caproto waits for more monitor updates to batch before sending "
+        f"(caproto's default: 0.01; here: {DEFAULT_MONITOR_BATCH_TIME}, for prompt State "
+        "changes; per-point values are coalesced anyway)",
+    )
+    parser.add_argument(
+        "--data-capacity",
+        type=int,
+        default=DEFAULT_CAPACITY,
+        help="points kept in the Data:X/Y arrays; a longer run keeps the most recent "
+        f"(default: {DEFAULT_CAPACITY})",
+    )
+    sinks = parser.add_argument_group(
+        "document sinks",
+        "besides the local files; each runs behind its own queue and thread, so it never "
+        "slows or stops a plan (Sinks:Status, Sinks:Dropped say how it goes)",
+    )
+    sinks.add_argument(
+        "--zmq-publish",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="publish every document to a bluesky 0MQ proxy (bluesky-0MQ-proxy's in-address)",
+    )
+    sinks.add_argument(
+        "--zmq-serve",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="serve every document on HOST:PORT for bluesky RemoteDispatchers to connect to "
+        "directly (bluesky's 0MQ proxy, run inside the IOC)",
+    )
+    sinks.add_argument(
+        "--tiled-uri",
+        help="write every run to this Tiled server with bluesky's TiledWriter (API key from "
+        "the TILED_API_KEY environment variable; needs the 'tiled' extra)",
+    )
+    sinks.add_argument(
+        "--tiled-batch-size",
+        type=int,
+        default=100,
+        help="events gathered before each write to Tiled (default: 100; 1 for live)",
+    )
+    sinks.add_argument(
+        "--kafka-topic", help="publish every document to this Kafka topic (the 'kafka' extra)"
+    )
+    sinks.add_argument(
+        "--kafka-bootstrap",
+        default="127.0.0.1:9092",
+        metavar="SERVERS",
+        help="Kafka bootstrap servers, comma-separated (default: 127.0.0.1:9092)",
+    )
+    sinks.add_argument(
+        "--sink-queue-size",
+        type=int,
+        default=doc_sinks.DEFAULT_QUEUE_SIZE,
+        help="documents held for a slow sink before further ones are dropped "
+        f"(default: {doc_sinks.DEFAULT_QUEUE_SIZE})",
+    )
+    return parser, split_args
+
+
+def _same(callback: Any) -> Any:
+    return callback
+
+
+def build_sinks(args: argparse.Namespace, monitor: SinkMonitor) -> list[GuardedSink]:
+    """The sinks asked for on the command line, each guarded.
+
+    Raises ImportError (a missing extra) or ValueError (bad options) before anything runs.
+    """
+    named: list[tuple[str, doc_sinks.Factory]] = []
+    for address in args.zmq_publish:
+        named.append((f"zmq-publish {address}", doc_sinks.zmq_publisher(address)))
+    for address in args.zmq_serve:
+        named.append((f"zmq-serve {address}", doc_sinks.ZmqServer(address).factory()))
+    if args.tiled_uri:
+        factory = doc_sinks.tiled_writer(args.tiled_uri, batch_size=args.tiled_batch_size)
+        named.append((f"tiled {args.tiled_uri}", factory))
+    if args.kafka_topic:
+        factory = doc_sinks.kafka_publisher(args.kafka_topic, args.kafka_bootstrap)
+        named.append((f"kafka {args.kafka_topic}@{args.kafka_bootstrap}", factory))
+    return [
+        GuardedSink(name, factory, monitor, queue_size=args.sink_queue_size)
+        for name, factory in named
+    ]
+
+
+def guard_profile_callbacks(
+    setup: Setup, monitor: SinkMonitor, queue_size: int
+) -> list[GuardedSink]:
+    """The profile's callbacks, each behind its own guard like the command-line sinks."""
+    guarded = []
+    for callback in setup.callbacks:
+        label = getattr(callback, "__name__", type(callback).__name__)
+        factory = functools.partial(_same, callback)
+        guarded.append(GuardedSink(f"profile {label}", factory, monitor, queue_size=queue_size))
+    return guarded
+
+
+async def _main(
+    args: argparse.Namespace, ioc_options: dict[str, Any], run_options: dict[str, Any]
+) -> int:
+    try:
+        setup = build_setup(args.profile, args.happi_db)
+    except ProfileError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    registry = setup.registry
+    data_dir = Path(args.data_dir).expanduser()
+    files = LocalFilesSink(data_dir)
+    interrupted = describe_interrupted(find_interrupted_runs(data_dir))
+    if interrupted:
+        log.warning("%s", interrupted)
+    bridge = Bridge(asyncio.get_running_loop(), max_rate_hz=args.max_rate)
+    monitor = SinkMonitor(bridge.listener)
+    try:
+        live_data = LiveData(bridge.listener, capacity=args.data_capacity)
+        sinks = build_sinks(args, monitor)
+    except (ImportError, ValueError, OSError) as exc:
+        log.error("cannot start: %s: %s", type(exc).__name__, exc)
+        return 2
+    profile_sinks = guard_profile_callbacks(setup, monitor, args.sink_queue_size)
+    monitor.report()
+
+    def reloader() -> Setup:
+        reloaded = build_setup(args.profile, args.happi_db, reload_modules=[PLAN_LIBRARY])
+        guarded = guard_profile_callbacks(reloaded, monitor, args.sink_queue_size)
+        retiring = list(profile_sinks)
+
+        def applied() -> None:
+            profile_sinks[:] = guarded
+            doc_sinks.close_all(retiring, 1.0)
+
+        reloaded.callbacks = list(guarded)
+        reloaded.on_applied = applied
+        return reloaded
+
+    worker = RunEngineWorker(
+        registry,
+        bridge.listener,
+        # the files first and unbuffered (lossless); the others never hold up the plan
+        callbacks=[files, live_data, *sinks],
+        profile_callbacks=profile_sinks,
+        suspenders=setup.suspenders,
+        metadata=setup.metadata,
+        scan_id_source=PersistentScanId(data_dir),
+    )
+    bridge.attach(worker)
+    ioc_class = RunEngineIOC.with_data_capacity(args.data_capacity)
+    ioc = ioc_class(
+        registry=registry,
+        bridge=bridge,
+        reloader=reloader,
+        description=setup.description,
+        **ioc_options,
+    )
+    log.info(
+        "profile %s: plans %s; devices %s; data in %s",
+        args.profile,
+        ", ".join(registry.plan_names),
+        ", ".join(registry.device_names),
+        data_dir,
+    )
+    if sinks:
+        log.info("document sinks: %s", ", ".join(sink.name for sink in sinks))
+    code = await serve(
+        ioc,
+        interfaces=run_options["interfaces"],
+        log_pv_names=run_options["log_pv_names"],
+        shutdown_timeout=args.shutdown_timeout,
+        startup_note=interrupted,
+    )
+    # the last documents go out before the process ends
+    all_sinks = [*sinks, *profile_sinks]
+    if not await asyncio.to_thread(doc_sinks.close_all, all_sinks, args.shutdown_timeout):
+        log.error("some document sinks did not finish within %.1f s", args.shutdown_timeout)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, split_args = build_parser(argv)
+    args = parser.parse_args(argv)
+    ioc_options, run_options = split_args(args)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("caproto").propagate = False  # caproto has its own handler
+    # caproto reads this module setting (CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC) in its send loop
+    caproto_server_common.HIGH_LOAD_TIMEOUT = args.monitor_batch_time
+    return asyncio.run(_main(args, ioc_options, run_options))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

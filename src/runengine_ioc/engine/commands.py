@@ -1,0 +1,103 @@
+"""The two seams of the engine, as Protocols: commands go down, events come up.
+
+:class:`Worker` is what the bridge drives: the RunEngine worker (today a thread of the IOC's
+process, :class:`~.worker.RunEngineWorker`). :class:`Commands` is what everything above the
+bridge uses to run plans (the Start putters, a plan form, later Submit and the queue runner):
+the bridge's coroutines, which never block the event loop. :class:`Publisher` is what the IOC
+side gives the bridge to show the events the worker sends up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from .events import Coalesced, DocumentCallback, PlanFinished, Progress, WorkerEvent
+from .registry import Registry
+
+
+class Worker(Protocol):
+    """The RunEngine side, as the bridge sees it (blocking calls, run off the event loop)."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def busy(self) -> bool: ...
+
+    def submit(
+        self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> int:
+        """Validate and queue a plan; its ticket. Raises ``ArgumentError`` or ``Refused``."""
+        ...
+
+    def request_pause(self, defer: bool = False) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def abort(self, reason: str = "") -> None: ...
+
+    def halt(self) -> None: ...
+
+    def reconfigure(
+        self,
+        registry: Registry,
+        *,
+        profile_callbacks: Iterable[DocumentCallback] = (),
+        suspenders: Iterable[Any] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    def shutdown(self, reason: str = ..., timeout: float = ...) -> bool: ...
+
+
+class Commands(Protocol):
+    """Running plans, from the event loop: what the CA groups (and later the queue) call."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def busy(self) -> bool: ...
+
+    def submit(
+        self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> asyncio.Future[PlanFinished]:
+        """Start a plan; the future resolves when it has ended. Refusals raise at once."""
+        ...
+
+    async def wait_current_plan(self) -> PlanFinished | None: ...
+
+    async def pause(self, defer: bool = False) -> None: ...
+
+    async def resume(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def abort(self, reason: str = "") -> None: ...
+
+    async def halt(self) -> None: ...
+
+    async def reconfigure(
+        self,
+        registry: Registry,
+        *,
+        profile_callbacks: Iterable[DocumentCallback] = (),
+        suspenders: Iterable[Any] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+
+class Publisher(Protocol):
+    """What the IOC side provides to show events (implemented by the PV groups)."""
+
+    async def publish_event(self, event: WorkerEvent) -> None: ...
+
+    async def publish_progress(self, progress: Progress | None, now: float) -> None: ...
+
+    async def publish_latest(self, item: Coalesced) -> None:
+        """A coalesced record other than Progress (live data, sink health)."""
+        ...
