@@ -24,8 +24,8 @@ from runengine_ioc.engine.events import (
     StateChanged,
     StatusMessage,
 )
-from runengine_ioc.engine.registry import ArgumentError, Registry
 from runengine_ioc.engine.metadata import RESERVED_METADATA_KEYS
+from runengine_ioc.engine.registry import ArgumentError, Registry
 from runengine_ioc.engine.worker import RunEngineWorker
 from runengine_ioc.plans import DEFAULT_PLANS, MsgGenerator
 
