@@ -33,6 +33,8 @@ from typing import Any
 
 import epics
 
+from tests.polling import poll
+
 
 class Driver:
     def __init__(self, prefix: str) -> None:
@@ -116,21 +118,22 @@ def _is_run(name: str) -> bool:
 
 def _wait_new_run(data_dir: Path, before: set[str], timeout: float) -> float | None:
     """Time at which a new run file holds its first (start) line."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def started() -> float | None:
         for name in os.listdir(data_dir):
             if _is_run(name) and name not in before:
                 with open(data_dir / name, "rb") as f:
                     if f.readline().endswith(b"\n"):
                         return time.time()
-        time.sleep(0.001)
-    return None
+        return None
+
+    return poll(started, timeout, interval=0.001)
 
 
 def _wait_stop(path: Path, timeout: float) -> float | None:
     """Time at which a run file ends with its stop document."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def stopped() -> float | None:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 4096))
@@ -138,8 +141,9 @@ def _wait_stop(path: Path, timeout: float) -> float | None:
         lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
         if tail.endswith(b"\n") and lines[-1].startswith(b'{"name": "stop"'):
             return time.time()
-        time.sleep(0.001)
-    return None
+        return None
+
+    return poll(stopped, timeout, interval=0.001)
 
 
 def main(prefix: str) -> None:

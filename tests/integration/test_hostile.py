@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runengine_ioc.data.files import read_run
+from tests.polling import poll
 
 FUZZ = Path(__file__).with_name("fuzz_client.py")
 
@@ -107,6 +108,10 @@ STATUS_PVS = (
 SCAN_1000 = {"detectors": ["det"], "num": 1000, "delay": 0.005}
 
 
+#: Slow-down of a plan under 50 monitoring clients that fails the test (see the test).
+MONITOR_SLOWDOWN_BOUND = 4.0
+
+
 def run_duration(path: Path) -> float:
     docs = read_run(path)
     return docs[-1][1]["time"] - docs[0][1]["time"]
@@ -133,25 +138,26 @@ def test_fifty_monitors_miss_no_state_transition(ioc):
         states = monitor_values(output, ":State")
         seen.append(states)
         assert states == ["idle", "running", "idle"], states
-    print(
-        f"\n50 monitors x {len(STATUS_PVS)} PVs held; State transitions seen by each: "
+    figures = (
+        f"50 monitors x {len(STATUS_PVS)} PVs held; State transitions seen by each: "
         f"{len(seen[0]) - 1}; 1000-point count: {alone:.2f} s alone, {watched:.2f} s watched "
         f"(ratio {watched / alone:.3f})"
     )
+    print(f"\n{figures}")
+    # A generous bound, not a benchmark (benchmarks/ measures the ratio, interleaved with its
+    # baseline): 1.55-2.4x was measured with the RunEngine in the IOC's process. Past 4x the
+    # fan-out would be starving the RunEngine.
+    assert watched / alone < MONITOR_SLOWDOWN_BOUND, figures
 
 
 def _wait_output(monitor, suffix: str, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(
+    def printed() -> bool:
+        return any(
             line.split()[:1] and line.split()[0].endswith(suffix)
             for line in monitor.output.splitlines()
-        ):
-            return True
-        time.sleep(0.05)
-    return False
+        )
+
+    return poll(printed, timeout, interval=0.05) is not None
 
 
 SOAK_DRIVER = """

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
+
+from tests.polling import poll
 
 from .ca_tools import monitor_values
 
@@ -42,9 +43,7 @@ class PyepicsWatcher:
 
     def wait_for_last(self, value: str, timeout: float = 10.0) -> list[str]:
         """Wait until the latest update is value; return all values seen."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (not self.values or self.values[-1] != value):
-            time.sleep(0.02)
+        poll(lambda: bool(self.values) and self.values[-1] == value, timeout)
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(30)

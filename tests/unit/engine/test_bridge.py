@@ -30,8 +30,9 @@ from runengine_ioc.engine.events import (
 )
 from runengine_ioc.engine.registry import ArgumentError, Registry
 from runengine_ioc.plans import DEFAULT_PLANS
+from tests.polling import async_wait_until
 
-from .conftest import MakeWorker
+from ..conftest import MakeWorker
 
 TIMEOUT = 10.0
 
@@ -41,11 +42,7 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 
 async def until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.002)
+    await async_wait_until(predicate, timeout)
 
 
 class RecordingPublisher:

@@ -23,7 +23,7 @@ from runengine_ioc.engine.events import (
     StatusMessage,
 )
 
-from .test_bridge import RecordingPublisher, publishing, run, until
+from ..engine.test_bridge import RecordingPublisher, publishing, run, until
 
 
 class Recorder:

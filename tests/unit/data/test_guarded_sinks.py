@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,16 +12,9 @@ import pytest
 from runengine_ioc.data.files import LocalFilesSink, read_run, replay, run_table
 from runengine_ioc.data.guarded_sinks import GuardedSink, SinkMonitor, kafka_publisher
 from runengine_ioc.engine.events import SinkHealth
+from tests.polling import wait_until
 
 TIMEOUT = 10.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.005)
 
 
 class Reports:
