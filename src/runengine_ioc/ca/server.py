@@ -24,6 +24,7 @@ from .forms import PlanForm, build_form
 from .selection import SelectionGroup
 from .setup import SetupGroup
 from .status import StatusGroup
+from .submit import SubmitGroup
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class RunEngineIOC(PVGroup):
 
     selection = SubGroup(SelectionGroup, prefix="")
     control = SubGroup(ControlGroup, prefix="")
+    submission = SubGroup(SubmitGroup, prefix="")
     status = SubGroup(StatusGroup, prefix="")
     setup = SubGroup(SetupGroup, prefix="")
     data = SubGroup(DataGroup, prefix="")

@@ -1,0 +1,74 @@
+"""Submit: a plan, its arguments and metadata in one put, validated and run as one unit.
+
+PlanName, PlanArgs and Metadata are three PVs that any client can change between another
+client's puts, so a script that sets them and then puts Start may run someone else's plan.
+A Submit put carries all three at once (JSON ``{"plan": ..., "args": {...}, "metadata":
+{...}}``), so what runs is exactly what was submitted. Put-callback semantics are Start's:
+``caput -c -S Submit '{...}'`` completes when the plan has ended; a refusal fails the put and
+says why in Status, and nothing runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from caproto import SkipWrite
+
+from ..engine.metadata import validate_metadata
+from ..engine.registry import ArgumentError
+from .common import as_text, clear_put_alarm, long_string, refusals_to_status
+from .context import IOCGroup
+
+#: The keys a submission may have; ``plan`` is required.
+SUBMISSION_KEYS = frozenset({"plan", "args", "metadata"})
+
+
+def parse_submission(text: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The plan name, arguments and metadata of a Submit put; ArgumentError if malformed."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArgumentError(
+            f"Submit is not valid JSON: {exc.msg} at character {exc.pos} "
+            '(expected {"plan": ..., "args": {...}, "metadata": {...}})'
+        ) from exc
+    if not isinstance(value, dict):
+        raise ArgumentError(f"Submit must be a JSON object, not {type(value).__name__}")
+    unknown = sorted(set(value) - SUBMISSION_KEYS)
+    if unknown:
+        raise ArgumentError(
+            f"Submit takes plan, args and metadata; unknown key(s): {', '.join(unknown)}"
+        )
+    plan = value.get("plan")
+    if not isinstance(plan, str) or not plan.strip():
+        raise ArgumentError('Submit needs "plan": the name of a plan in PlanList')
+    arguments = value.get("args", {})
+    metadata = value.get("metadata", {})
+    for key, item in (("args", arguments), ("metadata", metadata)):
+        if not isinstance(item, dict):
+            raise ArgumentError(f'Submit\'s "{key}" must be a JSON object {{...}}')
+    return plan.strip(), arguments, metadata
+
+
+class SubmitGroup(IOCGroup):
+    """The Submit PV: atomic submission, the way scripts should run plans."""
+
+    submit = long_string("Submit", "Run a plan given as JSON (atomic)", value="")
+
+    @submit.putter  # type: ignore[no-redef]
+    @refusals_to_status("Submit")
+    async def submit(self, instance: Any, value: Any) -> None:
+        text = as_text(value)
+        plan, arguments, metadata = parse_submission(text)
+        self.context.registry.check_plan_name(plan)
+        self.context.registry.validate(plan, arguments)
+        validate_metadata(metadata)
+        finished = self.context.commands.submit(plan, arguments, metadata)
+        await clear_put_alarm(instance)
+        # what is running is readable while it runs; the put completes when the plan has ended
+        await instance.write(text, verify_value=False)
+        await self.context.status.say(f"submitted: {plan}")
+        await asyncio.shield(finished)
+        raise SkipWrite()
