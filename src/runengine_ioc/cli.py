@@ -13,6 +13,7 @@ from typing import Any
 from caproto.server import common as caproto_server_common
 from caproto.server import template_arg_parser
 
+from .ca.autosave import AUTOSAVE_FILE, Autosave
 from .ca.server import RunEngineIOC, serve
 from .data import guarded_sinks as doc_sinks
 from .data.files import (
@@ -26,6 +27,8 @@ from .data.live_data import DEFAULT_CAPACITY, LiveData
 from .engine.bridge import Bridge
 from .engine.profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
 from .engine.worker import RunEngineWorker
+from .panels.generate import write_all
+from .panels.service import ControlRoom
 
 log = logging.getLogger("runengine_ioc")
 
@@ -89,6 +92,18 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         default=DEFAULT_CAPACITY,
         help="points kept in the Data:X/Y arrays; a longer run keeps the most recent "
         f"(default: {DEFAULT_CAPACITY})",
+    )
+    parser.add_argument(
+        "--panels-dir",
+        default=None,
+        help="write the PyDM and Phoebus screens, the alarm and archiver files here at "
+        "start-up and after each Reload (see also: runengine-ioc panels --help)",
+    )
+    parser.add_argument(
+        "--no-autosave",
+        action="store_true",
+        help=f"do not save PlanName, PlanArgs, Metadata and the forms' fields to "
+        f"<data dir>/{AUTOSAVE_FILE}, nor restore them at start-up",
     )
     sinks = parser.add_argument_group(
         "document sinks",
@@ -244,12 +259,18 @@ async def _main(
     )
     if sinks:
         log.info("document sinks: %s", ", ".join(sink.name for sink in sinks))
+    room = ControlRoom(
+        ioc,
+        None if args.no_autosave else Autosave(data_dir / AUTOSAVE_FILE),
+        Path(args.panels_dir).expanduser() if args.panels_dir else None,
+    )
+    restored = await room.start()
     code = await serve(
         ioc,
         interfaces=run_options["interfaces"],
         log_pv_names=run_options["log_pv_names"],
         shutdown_timeout=args.shutdown_timeout,
-        startup_note=interrupted,
+        startup_note="; ".join(note for note in (interrupted, restored) if note),
     )
     # the last documents go out before the process ends
     all_sinks = [*sinks, *profile_sinks]
@@ -258,7 +279,35 @@ async def _main(
     return code
 
 
+def panels_main(argv: list[str]) -> int:
+    """``runengine-ioc panels``: write the control room's files without serving."""
+    parser = argparse.ArgumentParser(
+        prog="runengine-ioc panels",
+        description="Write the PyDM (.ui) and Phoebus (.bob) screens, the Phoebus alarm "
+        "configuration and the Archiver Appliance PV list for an IOC and its profile's plans.",
+    )
+    parser.add_argument("--prefix", default="RE:", help="the IOC's PV prefix (default: RE:)")
+    parser.add_argument("--out", required=True, help="directory to write the files into")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="the beamline profile")
+    parser.add_argument("--happi-db", default=None, help="a happi JSON database")
+    parser.add_argument("--data-capacity", type=int, default=DEFAULT_CAPACITY)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        setup = build_setup(args.profile, args.happi_db)
+    except ProfileError as exc:
+        log.error("cannot write the screens: %s", exc)
+        return 2
+    ioc_class = RunEngineIOC.with_data_capacity(args.data_capacity)
+    for path in write_all(Path(args.out).expanduser(), args.prefix, setup.registry, ioc_class):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["panels"]:
+        return panels_main(given[1:])
     parser, split_args = build_parser(argv)
     args = parser.parse_args(argv)
     ioc_options, run_options = split_args(args)

@@ -21,6 +21,7 @@ from .control import ControlGroup
 from .data import DataGroup, SinksGroup, data_group_class
 from .diag import DiagGroup
 from .forms import PlanForm, build_form
+from .heartbeat import HeartbeatGroup
 from .selection import SelectionGroup
 from .setup import SetupGroup
 from .status import StatusGroup
@@ -47,6 +48,7 @@ class RunEngineIOC(PVGroup):
     data = SubGroup(DataGroup, prefix="")
     sinks = SubGroup(SinksGroup, prefix="")
     diag = SubGroup(DiagGroup, prefix="Diag:")
+    heartbeat = SubGroup(HeartbeatGroup, prefix="")
 
     def __init__(
         self,

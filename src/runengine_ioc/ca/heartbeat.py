@@ -1,0 +1,56 @@
+"""The Heartbeat PV: a count that goes up once a second while the IOC and its worker are well.
+
+An alarm server or a watchdog cannot tell a quiet IOC from a dead one by State alone (State
+reads ``idle`` for hours). Heartbeat counts on the event loop, so it stops when the loop is
+blocked, when the server is no longer served, and when the worker says it is unwell (its
+RunEngine panicked, or asking its state fails): a client alarms on a count that stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .common import pv
+from .context import IOCGroup
+
+log = logging.getLogger(__name__)
+
+#: Seconds between counts.
+HEARTBEAT_PERIOD = 1.0
+#: Worker states in which the heartbeat stops.
+UNHEALTHY_STATES = frozenset({"panicked"})
+#: The count wraps here, within a longin's 32 bits.
+HEARTBEAT_WRAP = 2**31 - 1
+
+
+class HeartbeatGroup(IOCGroup):
+    """Heartbeat: counts once a second while healthy (a longin, read-only)."""
+
+    heartbeat = pv(
+        "Heartbeat",
+        "Counts once a second while healthy",
+        value=0,
+        record="longin",
+        read_only=True,
+    )
+
+    _warned = False
+
+    def healthy(self) -> bool:
+        """Whether the worker answers and its RunEngine has not panicked."""
+        context = getattr(self, "context", None)
+        if context is None:
+            return False
+        try:
+            return context.commands.state not in UNHEALTHY_STATES
+        except Exception as exc:  # a worker that cannot say its state is not well
+            if not self._warned:
+                log.warning("heartbeat paused: the worker's state is unknown (%s)", exc)
+            self._warned = True
+            return False
+
+    @heartbeat.scan(period=HEARTBEAT_PERIOD)  # type: ignore[no-redef]
+    async def heartbeat(self, instance: Any, async_lib: Any) -> None:
+        if self.healthy():
+            await instance.write((int(instance.value) + 1) % HEARTBEAT_WRAP)
