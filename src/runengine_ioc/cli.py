@@ -13,6 +13,7 @@ from typing import Any
 from caproto.server import common as caproto_server_common
 from caproto.server import template_arg_parser
 
+from .ca.access_options import add_access_arguments, gate_settings
 from .ca.autosave import AUTOSAVE_FILE, Autosave
 from .ca.server import RunEngineIOC, serve
 from .data import guarded_sinks as doc_sinks
@@ -105,6 +106,7 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         help=f"do not save PlanName, PlanArgs, Metadata and the forms' fields to "
         f"<data dir>/{AUTOSAVE_FILE}, nor restore them at start-up",
     )
+    add_access_arguments(parser)
     sinks = parser.add_argument_group(
         "document sinks",
         "besides the local files; each runs behind its own queue and thread, so it never "
@@ -217,6 +219,11 @@ async def _main(
         return 2
     profile_sinks = guard_profile_callbacks(setup, monitor, args.sink_queue_size)
     monitor.report()
+    try:
+        gate = gate_settings(args, data_dir)
+    except (ValueError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
 
     def reloader() -> Setup:
         reloaded = build_setup(args.profile, args.happi_db, reload_modules=[PLAN_LIBRARY])
@@ -248,6 +255,7 @@ async def _main(
         bridge=bridge,
         reloader=reloader,
         description=setup.description,
+        gate=gate,
         **ioc_options,
     )
     log.info(

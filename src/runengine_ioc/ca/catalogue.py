@@ -15,6 +15,8 @@ from typing import Any
 from caproto import ChannelType
 from caproto.server import PVGroup
 
+from ..access.acf import DEFAULT_GROUP
+from ..access.groups import group_of
 from ..engine.registry import Registry
 
 
@@ -42,6 +44,10 @@ class CatalogueEntry:
         Engineering units (EGU), ``""`` when none.
     states
         The enum states of an mbbi/mbbo/bi/bo, in order.
+    access_group
+        The EPICS access security group the PV belongs to by default (``DEFAULT``,
+        ``CONTROL``, ``SELECT``, ``ADMIN``, ``QUEUE``; ``access.groups``); the policy
+        file's ``pv_groups`` may assign others when the IOC runs.
     """
 
     name: str
@@ -53,6 +59,7 @@ class CatalogueEntry:
     length: int = 1
     units: str = ""
     states: tuple[str, ...] = ()
+    access_group: str = DEFAULT_GROUP
 
 
 _PY_TYPES = {
@@ -72,8 +79,9 @@ def _dtype_name(dtype: Any) -> str:
 def _entry(prefix: str, group: str, prop: Any) -> CatalogueEntry:
     spec = prop.pvspec
     kwargs = spec.cls_kwargs or {}
+    name = prefix + spec.name
     return CatalogueEntry(
-        name=prefix + spec.name,
+        name=name,
         record=spec.record or "",
         meaning=spec.doc or "",
         writable=not spec.read_only,
@@ -82,6 +90,7 @@ def _entry(prefix: str, group: str, prop: Any) -> CatalogueEntry:
         length=spec.max_length or 1,
         units=kwargs.get("units", ""),
         states=tuple(kwargs.get("enum_strings", ())),
+        access_group=group_of(name, form=group == "form", writable=not spec.read_only),
     )
 
 

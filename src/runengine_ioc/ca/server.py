@@ -8,19 +8,21 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from caproto.asyncio.server import start_server
+from caproto.asyncio.server import Context as ServerContext
 from caproto.server import PVGroup, SubGroup
 
 from ..engine.bridge import Bridge
-from ..engine.events import Coalesced, DataUpdate, Progress, SinkHealth, WorkerEvent
+from ..engine.events import Coalesced, DataUpdate, Progress, Refused, SinkHealth, WorkerEvent
 from ..engine.profile import Setup
 from ..engine.registry import Registry
+from .baton import GateGroup
 from .common import guard_writes, publish_units
 from .context import IOCContext, IOCGroup
 from .control import ControlGroup
 from .data import DataGroup, SinksGroup, data_group_class
 from .diag import DiagGroup
 from .forms import PlanForm, build_form
+from .gate import Gate, GatedCommands, GateSettings
 from .heartbeat import HeartbeatGroup
 from .selection import SelectionGroup
 from .setup import SetupGroup
@@ -48,6 +50,7 @@ class RunEngineIOC(PVGroup):
     data = SubGroup(DataGroup, prefix="")
     sinks = SubGroup(SinksGroup, prefix="")
     diag = SubGroup(DiagGroup, prefix="Diag:")
+    gate_pvs = SubGroup(GateGroup, prefix="")
     heartbeat = SubGroup(HeartbeatGroup, prefix="")
 
     def __init__(
@@ -57,13 +60,20 @@ class RunEngineIOC(PVGroup):
         bridge: Bridge,
         reloader: Callable[[], Setup] | None = None,
         description: str = "",
+        gate: GateSettings | None = None,
         **kwargs: Any,
     ) -> None:
         self.bridge = bridge
         self.description = description
         super().__init__(*args, **kwargs)
+        # access security, the baton, the plan policy and the audit log (ca/gate.py)
+        self.gate = Gate(
+            gate or GateSettings(), refuse=self._refuse, registry=lambda: self.registry
+        )
+        self.gate_pvs.gate = self.gate
+        self.gate.on_audit = self.gate_pvs.show_audit
         self.context = IOCContext(
-            commands=bridge,
+            commands=GatedCommands(bridge, self.gate),
             registry=registry,
             status=self.status,
             selection=self.selection,
@@ -75,6 +85,7 @@ class RunEngineIOC(PVGroup):
             if isinstance(group, IOCGroup):
                 group.context = self.context
         guard_writes(self.pvdb, self.prefix, self._refuse)  # each form guards its own PVs
+        self.gate.install(self.pvdb, self.prefix)
         self.forms: dict[str, PlanForm] = {}
         for name in registry.plan_names if registry is not None else ():
             self._add_form(name)
@@ -94,6 +105,7 @@ class RunEngineIOC(PVGroup):
         self.forms[name] = form
         self.pvdb.update(form.pvdb)
         guard_writes(form.pvdb, self.prefix, self._refuse)
+        self.gate.install(form.pvdb, self.prefix, form=True)
         return form
 
     def _retire_form(self, name: str) -> None:
@@ -101,10 +113,12 @@ class RunEngineIOC(PVGroup):
         form.retired = True
         for pvname in form.pvdb:
             self.pvdb.pop(pvname, None)
+            self.gate.groups.pop(pvname, None)
 
     async def initialize(self) -> None:
         """Publish what needs the event loop: names, units, forms, device information."""
         await publish_units(self.pvdb)
+        await self.gate_pvs.access_mode.write(self.gate.settings.mode())
         await self.data.initialise()
         await self.selection.publish_names(self.registry.plan_names, self.registry.device_names)
         for form in self.forms.values():
@@ -138,6 +152,11 @@ class RunEngineIOC(PVGroup):
                     added.append(name)
         for form in self.forms.values():
             await form.initialize()
+        if self.gate.acf_path is not None:  # Reload re-reads the access security file too
+            try:
+                await self.gate_pvs.reload_access()
+            except Refused as exc:
+                await self.status.refuse(f"Reload: {exc}")
         await self.selection.publish_names(setup.registry.plan_names, setup.registry.device_names)
         await self.setup.publish_setup(setup.description, setup.registry)
         changes = "".join(
@@ -206,13 +225,16 @@ async def serve(
     await ioc.status.say(
         f"ready: {len(ioc.registry.plan_names)} plans, {len(ioc.registry.device_names)} devices"
         + (f"; {startup_note}" if startup_note else "")
+        + f"; {ioc.gate.settings.describe()}"
     )
+    if ioc.gate.control.open:
+        log.warning("no --acf: access is open, any Channel Access client may write")
     publisher = asyncio.ensure_future(
         ioc.bridge.publish_forever(ioc, on_failure=ioc.publishing_failed)
     )
-    server = asyncio.ensure_future(
-        start_server(ioc.pvdb, interfaces=interfaces, log_pv_names=log_pv_names)
-    )
+    server_context = ServerContext(ioc.pvdb, interfaces)
+    ioc.gate.server = server_context  # the gate sends new access rights on its circuits
+    server = asyncio.ensure_future(server_context.run(log_pv_names=log_pv_names))
     waiter = asyncio.ensure_future(stop_requested.wait())
     done, _ = await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
     exit_code = 0

@@ -1,0 +1,124 @@
+"""The audit log: every write a client asked for, accepted or refused, and why.
+
+One JSON object per line (``time``, ``user``, ``host``, ``pv``, ``value``, ``accepted``,
+``reason``), appended and flushed as it happens, so a crash loses nothing written before
+it. The file is rotated by size (``audit.jsonl`` -> ``audit.jsonl.1`` -> ...), keeping
+``backups`` old files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .identity import Client
+
+#: Longest value text kept in a line (a 4 kB JSON put is cut, and says so).
+VALUE_LIMIT = 512
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One write and its outcome."""
+
+    time: float
+    user: str
+    host: str
+    pv: str
+    value: Any
+    accepted: bool
+    reason: str = ""
+
+    def summary(self) -> str:
+        """One line for the ``Audit:Last`` PV."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.time))
+        verdict = "accepted" if self.accepted else f"refused ({self.reason})"
+        return f"{stamp} {self.user}@{self.host} {self.pv}={self.value} {verdict}"
+
+
+def shown_value(value: Any) -> Any:
+    """A put's value as JSON can hold it: text for char arrays, a scalar for one element."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and dtype.itemsize == 1 and dtype.kind in "uiS":
+        value = value.tobytes()  # a char waveform: its text
+    elif hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list | tuple) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bytes):
+        value = value.rstrip(b"\0").decode("utf-8", errors="replace")
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = value if isinstance(value, str) else None
+    else:
+        text = repr(value)
+    if text is not None and len(text) > VALUE_LIMIT:
+        return text[: VALUE_LIMIT - 3] + "..."
+    return text if text is not None else value
+
+
+class AuditLog:
+    """An append-only JSON-lines file, rotated at ``max_bytes``; ``listener`` sees each record.
+
+    Writing is synchronous (one short line, flushed): the log is complete the moment a put
+    is answered.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_bytes: int = 10_000_000,
+        backups: int = 5,
+        listener: Callable[[AuditRecord], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.listener = listener
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: TextIO | None = None
+        self.last: AuditRecord | None = None
+
+    def record(
+        self, client: Client, pv: str, value: Any, accepted: bool, reason: str = ""
+    ) -> AuditRecord:
+        """Append one line (and tell the listener)."""
+        entry = AuditRecord(
+            time.time(), client.user, client.host, pv, shown_value(value), accepted, reason
+        )
+        line = json.dumps(asdict(entry), default=repr) + "\n"
+        handle = self._open()
+        handle.write(line)
+        handle.flush()
+        if handle.tell() >= self.max_bytes:
+            self._rotate()
+        self.last = entry
+        if self.listener is not None:
+            self.listener(entry)
+        return entry
+
+    def _open(self) -> TextIO:
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        return self._file
+
+    def _rotate(self) -> None:
+        self.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.backups > 0:
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

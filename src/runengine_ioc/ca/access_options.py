@@ -1,0 +1,79 @@
+"""The gate's command-line flags (``--acf``, ``--policy``, ``--audit-log``, ...) and what
+they build: kept here so that ``cli.py`` only adds them and passes the result on."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from ..access.acf import AccessConfig
+from ..access.audit import AuditLog
+from ..access.baton import Baton
+from ..access.control import AccessControl
+from ..access.policy import PlanPolicy
+from .gate import GateSettings
+
+#: The audit log in the data directory (its own folder: the runs are the *.jsonl files).
+AUDIT_FILE = "audit/audit.jsonl"
+
+
+def add_access_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of access security, the plan policy, the audit log and the baton."""
+    group = parser.add_argument_group(
+        "access",
+        "who may do what (without --acf every client may write, as in a plain caproto IOC)",
+    )
+    group.add_argument(
+        "--acf",
+        metavar="FILE",
+        help="EPICS access security file (UAG, HAG, ASG/RULE); PVs are in the groups "
+        "DEFAULT, CONTROL, SELECT, ADMIN, QUEUE (see README)",
+    )
+    group.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="YAML: plans and devices allowed per user group (bluesky-queueserver's "
+        "user_groups) and which clients belong to which group; also pv_groups",
+    )
+    group.add_argument(
+        "--audit-log",
+        metavar="FILE",
+        help=f"JSON-lines audit log of every write (default: <data dir>/{AUDIT_FILE})",
+    )
+    group.add_argument(
+        "--audit-max-bytes",
+        type=int,
+        default=10_000_000,
+        help="rotate the audit log at this size (default: 10 MB, 5 old files kept)",
+    )
+    group.add_argument(
+        "--baton-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="release the baton after this long without a write from its holder",
+    )
+
+
+def gate_settings(args: argparse.Namespace, data_dir: Path) -> GateSettings:
+    """Read the files the flags name; ValueError (ACFError, PolicyError) or OSError if bad."""
+    config = AccessConfig.from_file(args.acf) if args.acf else None
+    overrides: dict[str, str] = {}
+    policy = None
+    if args.policy:
+        policy = PlanPolicy.from_file(args.policy)
+        data = yaml.safe_load(Path(args.policy).read_text()) or {}
+        pv_groups = data.get("pv_groups") or {}
+        if not isinstance(pv_groups, dict):
+            raise ValueError(f"{args.policy}: pv_groups must map PV names to groups")
+        overrides = {str(k): str(v) for k, v in pv_groups.items()}
+    audit_path = Path(args.audit_log).expanduser() if args.audit_log else data_dir / AUDIT_FILE
+    return GateSettings(
+        control=AccessControl(config, Baton(timeout=args.baton_timeout)),
+        audit=AuditLog(audit_path, max_bytes=args.audit_max_bytes),
+        policy=policy,
+        acf_path=args.acf,
+        overrides=overrides,
+    )
