@@ -72,6 +72,11 @@ def type_into(edit: PyDMLineEdit, text: str) -> None:
     QTest.keyClick(edit, Qt.Key_Return)
 
 
+def click(button: QWidget) -> None:
+    """A left click in the button, as the mouse gives it (focus moves to the button)."""
+    QTest.mouseClick(button, Qt.LeftButton)
+
+
 def main() -> int:
     panels, prefix, artifacts = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -81,6 +86,7 @@ def main() -> int:
     result: dict[str, object] = {}
     display = load_file(str(panels / "main.ui"), macros={"P": prefix}, target=None)
     display.show()
+    display.activateWindow()
     state = child(display, PyDMLabel, "State")
     plan_name = child(display, PyDMLineEdit, "PlanName")
     plan_args = child(display, PyDMLineEdit, "PlanArgs")
@@ -89,7 +95,7 @@ def main() -> int:
     plot = child(display, PyDMWaveformPlot, "plot")
     result["connected"] = pump(lambda: state.text() == "idle" and start.isEnabled(), 20)
 
-    child(display, PyDMPushButton, "select_count").click()
+    click(child(display, PyDMPushButton, "select_count"))
     # the field keeps what the operator may be typing while it has focus: read its value
     result["plan_selected"] = pump(lambda: plan_name.value == "count", 10)
     status = child(display, PyDMLabel, "Status")
@@ -102,7 +108,7 @@ def main() -> int:
         if not seen or seen[-1] != state.text():
             seen.append(state.text())
 
-    start.click()
+    click(start)
     pump(lambda: "running" in seen, 10, record)
     ran = pump(lambda: "running" in seen and state.text() == "idle", 30, record)
     pump(lambda: progress.value == 100.0, 5)
@@ -118,14 +124,12 @@ def main() -> int:
     result["run_ended"] = ran
     result["progress"] = progress.value
     result["plot_points"] = drawn()
-    focused = QApplication.focusWidget()
-    if focused is not None:
-        focused.clearFocus()  # a field with focus keeps what was typed, not the PV's value
-    pump(lambda: plan_name.text() == "count", 2)
+    result["plan_name_shown"] = plan_name.text()
     display.grab().save(str(artifacts / "pydm_main.png"))
 
     form = load_file(str(panels / "form_count.ui"), macros={"P": prefix}, target=None)
     form.show()
+    form.activateWindow()
     num = child(form, PyDMLineEdit, "count_num")
     form_start = child(form, PyDMPushButton, "btn_Start")
     form_state = child(form, PyDMLabel, "State")
@@ -141,12 +145,12 @@ def main() -> int:
             form_seen.append(form_state.text())
 
     form_status = child(form, PyDMLabel, "Status")
-    form_start.click()  # detectors (required) not given yet: refused, Status says why
+    click(form_start)  # detectors (required) not given yet: refused, Status says why
     pump(lambda: "missing argument 'detectors'" in form_status.text(), 10)
     result["form_refusal"] = form_status.text()
     type_into(child(form, PyDMLineEdit, "count_detectors"), "det")
     pump(lambda: '"detectors"' in args.text(), 10)
-    form_start.click()
+    click(form_start)
     pump(lambda: "running" in form_seen and form_state.text() == "idle", 30, record_form)
     result["form_states"] = form_seen
     form.grab().save(str(artifacts / "pydm_form_count.png"))

@@ -45,3 +45,48 @@ def test_settings_survive_a_restart_and_what_no_longer_fits_is_dropped(make_ioc,
     assert "gone:speed" not in kept and "count:num" not in kept and kept["scan:motor"] == "motor1"
     assert second.ca.put("Start", 1).ok  # the restored selection runs as it is
     assert second.ca.get("ExitStatus") == "success"
+
+
+RELOADABLE = """
+from collections.abc import Sequence
+
+import bluesky.plans as bp
+from bluesky.protocols import Readable
+
+from runengine_ioc import DEFAULT_PLANS, Profile
+from runengine_ioc.sim.profiles.sim import build_profile as sim
+
+
+def dark_count(detectors: Sequence[Readable], repeats: int = 2{extra}):
+    "Count with the shutter closed."
+    yield from bp.count(detectors, num=repeats, md={{"dark": True}})
+
+
+def build_profile():
+    return Profile(devices=sim().devices, plans=[*DEFAULT_PLANS{plans}])
+"""
+
+
+def test_reload_rewrites_the_screens_and_gives_rebuilt_forms_their_saved_values(make_ioc, tmp_path):
+    profile = tmp_path / "beamline.py"
+    profile.write_text(RELOADABLE.format(extra="", plans=", dark_count"))
+    panels = tmp_path / "panels"
+    ioc = make_ioc("--panels-dir", str(panels), profile=str(profile))
+    form = panels / "form_dark_count.ui"
+    assert "dark_count:repeats" in form.read_text() and "gain" not in form.read_text()
+    ioc.ca.put_ok("dark_count:repeats", 5)
+
+    # a new parameter: the form is rebuilt, its screen rewritten, repeats put back
+    profile.write_text(RELOADABLE.format(extra=", gain: float = 1.0", plans=", dark_count"))
+    assert ioc.ca.put("Reload", 1).ok
+    assert "dark_count:gain" in form.read_text()
+    assert (panels / "form_dark_count.bob").read_text().count("$(P)dark_count:gain") == 1
+    assert ioc.ca.get("dark_count:repeats") == "5"
+    status = ioc.ca.get_text("Status")
+    assert status.startswith("reloaded:") and "autosave: 1 value restored" in status, status
+
+    # the plan removed: its screens go too
+    profile.write_text(RELOADABLE.format(extra="", plans=""))
+    assert ioc.ca.put("Reload", 1).ok
+    assert not form.exists() and not (panels / "form_dark_count.bob").exists()
+    assert "dark_count" not in (panels / "main.ui").read_text()

@@ -94,6 +94,7 @@ def test_pydm_opens_the_screens_and_runs_a_plan_through_them(make_ioc, tmp_path)
     assert "running" in result["states"] and result["states"][-1] == "idle", result
     assert result["run_ended"] and result["progress"] == 100.0, result
     assert result["plot_points"] == 15, result
+    assert result["plan_name_shown"] == "count", result
     assert '"num": 4' in result["form_args"], result
     assert "missing argument 'detectors'" in result["form_refusal"], result
     assert "running" in result["form_states"], json.dumps(result)

@@ -63,7 +63,7 @@ class Widget:
     target
         A link's screen (file name without extension).
     pydm
-        Written to the PyDM screen too (PyDM's label cannot show a string array).
+        Written to the PyDM screen too (PyDM's pyepics plugin cannot carry a string array).
     """
 
     kind: Kind
@@ -289,7 +289,8 @@ def main_screen(entries: Sequence[CatalogueEntry], plans: Sequence[str]) -> Scre
                 },
             ),
         )
-    # string arrays: Phoebus shows them; PyDM's label shows the address instead (not written)
+    # string arrays: Phoebus shows them; PyDM 1.29's pyepics plugin fails on them (it emits a
+    # list on its str signal: TypeError), so the PyDM screen leaves them out
     right.row(
         "Lists",
         cell("readback", "PlanList", pydm=False),

@@ -64,11 +64,12 @@ class ControlRoom:
                 if before.get(plan) != id(form)
             ]
             names = [f"{plan}:{name}" for plan, form in rebuilt for name in form.codecs]
+            reloaded = str(self.ioc.status.status.value)  # "reloaded: ..." before any refusal
             note = await self.autosave.restore(self.ioc, only=names)
             for _, form in rebuilt:
                 await form.initialize()  # alarms of required fields still unset
             if note:
-                await self.ioc.status.say(note)
+                await self.ioc.status.say(f"{reloaded}; {note}")
         await self.write_panels()
 
     async def write_panels(self) -> None:
