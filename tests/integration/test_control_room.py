@@ -13,6 +13,7 @@ def test_heartbeat_counts_once_a_second(ioc):
         lambda: (n := int(ioc.ca.get("Heartbeat"))) >= first + 2 and n, 10, what="two beats"
     )
     assert later <= first + 6  # generous: about one a second, not faster
+    assert ioc.ca.get_alarm("Heartbeat") == ("NO_ALARM", "NO_ALARM")
     assert ioc.ca.put("Heartbeat", 5).returncode != 0  # read-only
 
 

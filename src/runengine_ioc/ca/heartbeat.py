@@ -3,7 +3,9 @@
 An alarm server or a watchdog cannot tell a quiet IOC from a dead one by State alone (State
 reads ``idle`` for hours). Heartbeat counts on the event loop, so it stops when the loop is
 blocked, when the server is no longer served, and when the worker says it is unwell (its
-RunEngine panicked, or asking its state fails): a client alarms on a count that stalls.
+RunEngine panicked, or asking its state fails): a client alarms on a count that stalls,
+and the PV itself goes to MAJOR alarm while the worker is unwell (an alarm server sees that;
+a blocked loop or a dead process shows as a stalled count or a disconnection).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .common import pv
+from caproto import AlarmSeverity
+
+from .common import pv, write_numeric_alarmed
 from .context import IOCGroup
 
 log = logging.getLogger(__name__)
@@ -53,4 +57,8 @@ class HeartbeatGroup(IOCGroup):
     @heartbeat.scan(period=HEARTBEAT_PERIOD)  # type: ignore[no-redef]
     async def heartbeat(self, instance: Any, async_lib: Any) -> None:
         if self.healthy():
-            await instance.write((int(instance.value) + 1) % HEARTBEAT_WRAP)
+            count = (int(instance.value) + 1) % HEARTBEAT_WRAP
+            await write_numeric_alarmed(instance, count, AlarmSeverity.NO_ALARM)
+        elif instance.alarm.severity != AlarmSeverity.MAJOR_ALARM:
+            # the count stops; an alarm server sees MAJOR at once, not only a stale number
+            await write_numeric_alarmed(instance, instance.value, AlarmSeverity.MAJOR_ALARM)

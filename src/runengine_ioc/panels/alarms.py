@@ -3,9 +3,9 @@
 The alarm server watches each PV's alarm severity, which the IOC already sets where it
 matters: State (MINOR while paused/pausing/suspending, MAJOR when panicked), ExitStatus
 (MAJOR after a failed plan, MINOR after an abort), Sinks:Status (MAJOR while a document sink
-fails, MINOR once documents were lost). Heartbeat carries no severity of its own: the alarm
-server raises it when the PV disconnects (IOC gone), and a count that stalls while the IOC is
-up comes with State ``panicked``. A queue's state PV is added when the catalogue has one.
+fails, MINOR once documents were lost), Heartbeat (MAJOR while the worker is unwell: panicked
+or not answering; the alarm server also raises it when the PV disconnects: IOC gone). A queue's
+state PV is added when the catalogue has one.
 
 Each PV has guidance (what to do) and a display link to the main screen; the component
 carries both too. The XML is what Phoebus's ``XmlModelReader`` reads (``config`` >
@@ -61,10 +61,10 @@ RULES = (
     ),
     AlarmRule(
         "Heartbeat",
-        "The IOC stopped answering",
-        "Disconnected: the IOC process is gone or unreachable; restart it (the local files "
-        "and the scan ids survive). A count that stalls with the IOC up comes with State "
-        "panicked.",
+        "The IOC or its RunEngine worker is unwell",
+        "MAJOR: the worker panicked or does not answer; no plan can run: restart the IOC and "
+        "read its log. Disconnected: the IOC process is gone or unreachable; restart it (the "
+        "local files, scan ids and autosaved settings survive).",
         delay=5,
     ),
 )

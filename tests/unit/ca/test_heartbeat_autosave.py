@@ -8,6 +8,7 @@ import logging
 from types import SimpleNamespace
 
 import pytest
+from caproto import AlarmSeverity
 
 from runengine_ioc.ca.autosave import Autosave
 from runengine_ioc.ca.heartbeat import HeartbeatGroup
@@ -59,8 +60,13 @@ def test_heartbeat_counts_only_when_healthy():
         return int(channel.value)
 
     assert asyncio.run(one_beat()) == 1
+    assert group.heartbeat.alarm.severity == AlarmSeverity.NO_ALARM
     group.context = SimpleNamespace(commands=Commands("panicked"))  # type: ignore[assignment]
-    assert asyncio.run(one_beat()) == 1  # no beat while panicked
+    assert asyncio.run(one_beat()) == 1  # no beat while panicked, and a MAJOR alarm
+    assert group.heartbeat.alarm.severity == AlarmSeverity.MAJOR_ALARM
+    group.context = SimpleNamespace(commands=Commands("idle"))  # type: ignore[assignment]
+    assert asyncio.run(one_beat()) == 2  # well again: it counts on, the alarm clears
+    assert group.heartbeat.alarm.severity == AlarmSeverity.NO_ALARM
 
 
 def test_an_unreadable_autosave_file_is_set_aside_not_fatal(tmp_path, caplog):
