@@ -14,7 +14,8 @@ policy, PV by PV:
   point: megabytes a minute, and the runs' own files already hold every reading losslessly),
   Data:LastEvent (the same data as JSON), and the descriptions that only change on Reload
   (PlanList, DeviceList, PlanDoc, Profile, DeviceInfo, each form's Doc/Schema). The command
-  PVs (Start, Pause, ...) are left out too: their effect is in State and Status.
+  PVs (Start, Pause, ..., any writable ``bo`` whose state 0 is ``Done``) are left out too:
+  their effect is in State and Status. Each form's Args (what its Start would run) is kept.
 """
 
 from __future__ import annotations
@@ -44,25 +45,17 @@ MONITORED = frozenset(
 )
 #: Per-point values: one sample a second is a trend.
 PER_POINT = frozenset({"Progress", "CurrentPoint", "TotalPoints", "ElapsedTime", "RemainingTime"})
-#: Static between Reloads, or commands whose effect shows elsewhere.
-STATIC_OR_COMMANDS = frozenset(
-    {
-        "PlanList",
-        "DeviceList",
-        "PlanDoc",
-        "Profile",
-        "DeviceInfo",
-        "Reload",
-        "Start",
-        "Pause",
-        "PauseDeferred",
-        "Resume",
-        "Stop",
-        "Abort",
-        "Halt",
-    }
-)
-_FORM_STATIC = ("Doc", "Schema", "Args", "Start")
+#: Static between Reloads.
+STATIC = frozenset({"PlanList", "DeviceList", "PlanDoc", "Profile", "DeviceInfo"})
+
+
+def is_command(entry: CatalogueEntry) -> bool:
+    """A momentary command button (Start, Pause, Reload, Lock:Take...): a writable bo whose
+    state 0 is ``Done``; its effect shows in State, Status and the audit log."""
+    return entry.record == "bo" and entry.writable and entry.states[:1] == ("Done",)
+
+
+_FORM_STATIC = ("Doc", "Schema")
 
 
 @dataclass(frozen=True)
@@ -80,11 +73,13 @@ def policy(entry: CatalogueEntry) -> ArchivePolicy:
     name = entry.name
     if name.startswith("Data:"):
         return ArchivePolicy(name, "", 0.0, "live-plot arrays/JSON: the run files hold the data")
-    if name in STATIC_OR_COMMANDS:
-        return ArchivePolicy(name, "", 0.0, "static between Reloads, or a command")
+    if is_command(entry):
+        return ArchivePolicy(name, "", 0.0, "a command: its effect is in State and Status")
+    if name in STATIC:
+        return ArchivePolicy(name, "", 0.0, "changes only on Reload")
     if entry.group == "form":
         if name.rsplit(":", 1)[-1] in _FORM_STATIC:
-            return ArchivePolicy(name, "", 0.0, "form description or command")
+            return ArchivePolicy(name, "", 0.0, "the form's description, changes only on Reload")
         return ArchivePolicy(name, "MONITOR", 1.0, "a form setting: every change")
     if name in PER_POINT:
         return ArchivePolicy(name, "SCAN", 1.0, "per point: a 1 s trend")

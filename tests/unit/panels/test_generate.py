@@ -160,3 +160,12 @@ def test_archiver_list_monitors_events_scans_per_point_values_and_leaves_arrays_
     assert "Data:X" in left_out and "Data:Y1" in left_out
     notes = (generated / "archiver-left-out.txt").read_text()
     assert "BL01:RE:Data:X\t" in notes and "run files" in notes
+
+
+def test_archiver_leaves_every_command_out_and_keeps_each_forms_args(generated, registry):
+    listed = {e["pv"] for e in json.loads((generated / "archiver.json").read_text())}
+    commands = [e for e in catalogue(RunEngineIOC) if e.record == "bo" and e.writable]
+    assert commands and not {f"BL01:RE:{e.name}" for e in commands} & listed
+    for plan in registry.plan_names:
+        assert f"BL01:RE:{plan}:Args" in listed
+        assert f"BL01:RE:{plan}:Start" not in listed and f"BL01:RE:{plan}:Doc" not in listed
