@@ -169,3 +169,14 @@ def test_archiver_leaves_every_command_out_and_keeps_each_forms_args(generated, 
     for plan in registry.plan_names:
         assert f"BL01:RE:{plan}:Args" in listed
         assert f"BL01:RE:{plan}:Start" not in listed and f"BL01:RE:{plan}:Doc" not in listed
+
+
+def test_the_panels_subcommand_refuses_a_broken_profile_and_writes_nothing(tmp_path, caplog):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def build_profile(:\n")
+    out = tmp_path / "out"
+    assert cli.main(["panels", "--out", str(out), "--profile", str(broken)]) == 2
+    assert not out.exists()
+    assert "cannot write the screens" in caplog.text
+    with pytest.raises(SystemExit):
+        cli.main(["panels", "--prefix", "X:"])  # --out is required
