@@ -72,6 +72,21 @@ def type_into(edit: PyDMLineEdit, text: str) -> None:
     QTest.keyClick(edit, Qt.Key_Return)
 
 
+def undeclared_properties(display: QWidget) -> list[str]:
+    """Properties the .ui set that the widget's class does not declare.
+
+    Qt's loader turns an unknown ``stdset="0"`` property into a dynamic one, silently: a
+    misspelt PyDM property would do nothing. PyDM itself sets none on these widgets.
+    """
+    found = []
+    for widget in display.findChildren(QWidget):
+        for name in widget.dynamicPropertyNames():
+            text = bytes(name).decode()
+            if not text.startswith("_q_"):
+                found.append(f"{widget.objectName()}.{text}")
+    return found
+
+
 def click(button: QWidget) -> None:
     """A left click in the button, as the mouse gives it (focus moves to the button)."""
     QTest.mouseClick(button, Qt.LeftButton)
@@ -87,6 +102,7 @@ def main() -> int:
     display = load_file(str(panels / "main.ui"), macros={"P": prefix}, target=None)
     display.show()
     display.activateWindow()
+    result["undeclared"] = undeclared_properties(display)
     state = child(display, PyDMLabel, "State")
     plan_name = child(display, PyDMLineEdit, "PlanName")
     plan_args = child(display, PyDMLineEdit, "PlanArgs")
@@ -130,6 +146,7 @@ def main() -> int:
     form = load_file(str(panels / "form_count.ui"), macros={"P": prefix}, target=None)
     form.show()
     form.activateWindow()
+    result["undeclared"] += undeclared_properties(form)
     num = child(form, PyDMLineEdit, "count_num")
     form_start = child(form, PyDMPushButton, "btn_Start")
     form_state = child(form, PyDMLabel, "State")

@@ -90,6 +90,7 @@ def test_pydm_opens_the_screens_and_runs_a_plan_through_them(make_ioc, tmp_path)
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["undeclared"] == [], result["undeclared"]
     assert result["connected"] and result["plan_selected"] and result["args_accepted"], result
     assert "running" in result["states"] and result["states"][-1] == "idle", result
     assert result["run_ended"] and result["progress"] == 100.0, result

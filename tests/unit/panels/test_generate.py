@@ -105,14 +105,43 @@ def test_main_screen_has_the_controls_the_plot_and_a_link_per_form(generated, re
     assert links == {f"form_{plan}.ui" for plan in registry.plan_names}
 
 
+#: Phoebus's display model (app/display/model, commit 9bdac32), read by hand, independent of
+#: the writer: the widget types used here with their model versions (Widget's base 2.0.0, or
+#: the widget's own VERSION), and the properties each type defines that a writer may set.
+_COMMON = {"name", "x", "y", "width", "height", "visible", "tooltip", "actions"}
+_PV = _COMMON | {"pv_name", "border_alarm_sensitive"}
+PHOEBUS_MODEL = {
+    "label": ("2.0.0", _COMMON | {"text", "font", "foreground_color", "wrap_words"}),
+    "textupdate": (
+        "2.0.0",
+        _PV | {"format", "precision", "show_units", "wrap_words", "vertical_alignment", "font"},
+    ),
+    "textentry": ("3.0.0", _PV | {"format", "precision", "show_units", "multi_line", "font"}),
+    "action_button": ("3.0.0", _PV | {"text", "font"}),
+    "combo": ("2.0.0", _PV | {"items", "items_from_pv", "editable"}),
+    "led": ("2.0.0", _PV | {"bit", "labels_from_pv"}),
+    "progressbar": ("2.0.0", _PV | {"limits_from_pv", "minimum", "maximum", "horizontal"}),
+    "xyplot": ("3.0.0", _PV | {"title", "show_legend", "show_toolbar", "x_axis", "traces"}),
+}
+TRACE_PROPERTIES = {
+    "name", "x_pv", "y_pv", "err_pv", "axis", "trace_type", "color", "line_width",
+    "point_type", "point_size", "visible",
+}  # fmt: skip
+
+
 def test_bob_files_are_phoebus_displays_of_known_widgets(generated):
+    assert {t: v for t, (v, _) in PHOEBUS_MODEL.items()} == WIDGET_VERSIONS
     for path in generated.glob("*.bob"):
         root = ET.parse(path).getroot()
         assert root.tag == "display" and root.get("version") == "2.0.0"
         assert root.findtext("macros/P") == "BL01:RE:"
         for widget in root.iter("widget"):
-            assert widget.get("version") == WIDGET_VERSIONS[widget.get("type")]
+            version, properties = PHOEBUS_MODEL[widget.get("type")]
+            assert widget.get("version") == version
             assert widget.findtext("name")
+            assert {child.tag for child in widget} <= properties, widget.findtext("name")
+        for trace in root.iter("trace"):
+            assert {child.tag for child in trace} <= TRACE_PROPERTIES
         for pv in root.iter("pv_name"):
             assert pv.text == "$(pv_name)" or pv.text.startswith("$(P)"), path
 
