@@ -214,6 +214,21 @@ def test_the_baton_times_out_when_its_holder_is_idle(make_ioc):
         assert "idle" in ioc.ca.get_text("Status")
 
 
+def test_calc_rules_read_the_iocs_own_pvs(make_ioc, tmp_path):
+    acf = tmp_path / "calc.acf"
+    prefix = "TCALC" + tmp_path.name[-6:].replace("_", "") + ":"
+    acf.write_text(
+        "UAG(late) {eve}\n"
+        "ASG(DEFAULT) { RULE(1, READ) }\n"
+        f'ASG(SELECT) {{ INPA("{prefix}Busy") INPB("{prefix}State") RULE(1, READ)\n'
+        '  RULE(1, WRITE) { UAG(late) CALC("A=0&&B=0") } }\n'
+    )
+    ioc = make_ioc("--acf", str(acf), prefix=prefix)
+    with named_clients(ioc, ("eve", "h1")) as (eve,):
+        assert eve.rights("PlanName") == RW  # Busy is 0 (Idle), State 0 (idle)
+        assert eve.rights("Start") == RO  # CONTROL is not in the file: DEFAULT
+
+
 def test_access_reload_changes_rights_live(gated):
     with named_clients(gated, ("eve", "h1")) as (eve,):
         assert eve.rights("Start") == RO

