@@ -8,7 +8,13 @@ tools (``ioc.ca``) run as this process's OS user on this host, the test's admini
 from __future__ import annotations
 
 import getpass
+import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +22,7 @@ import pytest
 from runengine_ioc.data.files import read_run
 from tests.polling import wait_until
 
+from .ca_tools import EPICS_BIN
 from .gate_clients import RO, RW, audit_lines, named_clients, wait_audit
 
 ME = getpass.getuser()
@@ -24,7 +31,7 @@ MY_HOST = socket.gethostname()
 ACF = f"""
 UAG(ops) {{alice, bob}}
 UAG(admins) {{{ME}}}
-HAG(consoles) {{h1, h2, "{MY_HOST}"}}
+HAG(consoles) {{h1, h2, h7, "{MY_HOST}"}}
 ASG(DEFAULT) {{ RULE(1, READ) }}
 ASG(CONTROL) {{
     RULE(1, READ)
@@ -204,6 +211,77 @@ def test_the_baton_greys_out_others_live_and_comes_back(gated):
         assert f"{ME}@{MY_HOST} Lock:Break=1" in last and last.endswith(" accepted")
 
 
+RIGHTS_WATCHER = Path(__file__).with_name("pyepics_rights.py")
+
+
+def test_libca_as_another_os_user_cannot_write_control_but_reads(gated):
+    """caput/caget as the OS user nobody (libca sends the OS account): EPICS base's own
+    client refuses the put itself, as it would against softIoc with the same file."""
+    if shutil.which("runuser") is None or os.geteuid() != 0:
+        pytest.skip("needs root and runuser(1) to be another OS user")
+    tool = str(EPICS_BIN / "caput")
+    as_nobody = ["runuser", "-u", "nobody", "--"]
+    put = subprocess.run(
+        [*as_nobody, tool, "-c", gated.ca.pv("Start"), "1"],
+        env=gated.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert put.returncode != 0 and "Write access denied" in put.stdout + put.stderr
+    get = subprocess.run(
+        [*as_nobody, str(EPICS_BIN / "caget"), "-t", gated.ca.pv("State")],
+        env=gated.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert get.returncode == 0 and get.stdout.strip() == "idle"
+    assert gated.ca.get("State") == "idle" and gated.runs() == []
+    gated.ca.put_ok("PlanName", "count")  # this OS user (admins, on a console) may
+
+
+def test_a_libca_client_sees_the_baton_move_without_reconnecting(gated):
+    """pyepics (libca) as this OS user on host h7 (its own UTS namespace): its access-rights
+    callback fires when another client takes and releases the baton."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) for a client with another host name")
+    script = f"hostname h7 && exec {sys.executable} {RIGHTS_WATCHER} {gated.ca.pv('Start')}"
+    proc = subprocess.Popen(
+        ["unshare", "-u", "sh", "-c", script],
+        env=gated.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[dict] = []
+    reader = threading.Thread(
+        target=lambda: [lines.append(json.loads(line)) for line in proc.stdout or ()],
+        daemon=True,
+    )
+    reader.start()
+    try:
+        wait_until(lambda: any(x.get("ready") for x in lines), 15, what="pyepics to connect")
+        assert [x["write"] for x in lines if "write" in x] == [True]
+        with named_clients(gated, ("alice", "h1")) as (alice,):
+            alice.put_wait("Lock:Take", 1)
+            wait_until(lambda: [x["write"] for x in lines if "write" in x] == [True, False], 5)
+            alice.put_wait("Lock:Release", 1)
+            wait_until(
+                lambda: [x["write"] for x in lines if "write" in x] == [True, False, True], 5
+            )
+        assert all(x["read"] for x in lines if "read" in x)
+        assert f"{ME}@h7" not in gated.ca.get_text("Lock:Owner")
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(10)
+        reader.join(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def test_the_baton_times_out_when_its_holder_is_idle(make_ioc):
     ioc = make_ioc("--baton-timeout", "1")
     with named_clients(ioc, ("alice", "h1"), ("bob", "h2")) as (alice, bob):
@@ -251,7 +329,7 @@ def test_without_acf_access_is_open_and_says_so(ioc):
 
 def test_a_broken_acf_stops_the_start(make_ioc, tmp_path):
     acf = tmp_path / "bad.acf"
-    acf.write_text("ASG(X) {\n    RULE(2, WRITE)\n}\n")
+    acf.write_text("ASG(X) {\n    RULE(1, WRITE) { UAG(ghosts) }\n}\n")
     with pytest.raises(RuntimeError, match="exited at start-up") as info:
         make_ioc("--acf", str(acf))
-    assert "RULE level must be 0 or 1, got 2" in str(info.value)
+    assert "RULE names undefined UAG(ghosts)" in str(info.value)

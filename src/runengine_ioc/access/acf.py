@@ -14,9 +14,10 @@ A client's access to a PV of group G at level L (0 for a PV's value, 1 for the r
 highest access of the rules of G whose level is >= L and whose conditions all hold: the
 user is in one of the rule's UAGs (if it names any), the host in one of its HAGs (likewise,
 compared without regard to case, as EPICS 7 does), its CALC is non-zero (a CALC whose inputs
-cannot be read does not apply, as EPICS treats a disconnected input). A PV whose group the
-file does not define belongs to ``DEFAULT``; a file without ``DEFAULT`` gets an empty one
-(no access at all), as in EPICS.
+cannot be read, or have no ``INP``, does not apply, as EPICS treats a disconnected input).
+A PV whose group the file does not define belongs to ``DEFAULT``; a file without ``DEFAULT``
+gets an empty one (no access at all), as in EPICS. A file is accepted exactly when EPICS
+base's ``ascheck`` accepts it (a test compares them on good and malformed files).
 
 The parser is hand-written (a tokenizer and a recursive descent that mirrors asLib's
 grammar); its parse tree has the shape of p4p's ``p4p.asLib.yacc.parse``, which a test
@@ -338,8 +339,6 @@ def _group(name: str, body: Tree, uags: Mapping[str, Any], hags: Mapping[str, An
             inputs[item[1]] = item[2]
             continue
         _, level, access_name, trap, conditions = item
-        if level not in (0, 1):
-            raise ACFError(f"ASG({name}): RULE level must be 0 or 1, got {level}")
         try:
             access = Access[access_name]
         except KeyError:
@@ -366,12 +365,6 @@ def _group(name: str, body: Tree, uags: Mapping[str, Any], hags: Mapping[str, An
                 expression, used = compile_calc(calc)
             except CalcError as exc:
                 raise ACFError(f"ASG({name}): {exc}") from None
-            unset = sorted(used - inputs.keys())
-            if unset:
-                raise ACFError(
-                    f"ASG({name}): CALC({calc!r}) uses {', '.join(unset)} but the group "
-                    f"has no INP{'/INP'.join(unset)} before the rule"
-                )
         rules.append(
             Rule(
                 level,

