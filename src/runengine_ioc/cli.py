@@ -17,6 +17,7 @@ from .ca.access_options import add_access_arguments, gate_settings
 from .ca.autosave import AUTOSAVE_FILE, Autosave
 from .ca.server import RunEngineIOC, serve
 from .data import guarded_sinks as doc_sinks
+from .data.disk import DEFAULT_MIN_FREE_MB
 from .data.files import (
     LocalFilesSink,
     PersistentScanId,
@@ -61,6 +62,13 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         default=DEFAULT_DATA_DIR,
         help="directory for the runs' document files, one .jsonl per run "
         f"(default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--min-free-mb",
+        type=float,
+        default=DEFAULT_MIN_FREE_MB,
+        help="refuse to start a plan while the data directory has less free space than this "
+        f"(MB), or cannot be written; Disk:Status says so (default: {DEFAULT_MIN_FREE_MB:g})",
     )
     parser.add_argument(
         "--happi-db",
@@ -205,11 +213,14 @@ async def _main(
         return 2
     registry = setup.registry
     data_dir = Path(args.data_dir).expanduser()
-    files = LocalFilesSink(data_dir)
+    files = LocalFilesSink(data_dir, min_free_mb=args.min_free_mb)
     interrupted = describe_interrupted(find_interrupted_runs(data_dir))
     if interrupted:
         log.warning("%s", interrupted)
-    bridge = Bridge(asyncio.get_running_loop(), max_rate_hz=args.max_rate)
+    # no plan is accepted (Start, forms, Submit, the queue) while the data directory is full
+    bridge = Bridge(
+        asyncio.get_running_loop(), max_rate_hz=args.max_rate, preflight=[files.preflight]
+    )
     monitor = SinkMonitor(bridge.listener)
     try:
         live_data = LiveData(bridge.listener, capacity=args.data_capacity)
@@ -267,6 +278,7 @@ async def _main(
     )
     if sinks:
         log.info("document sinks: %s", ", ".join(sink.name for sink in sinks))
+    ioc.disk.source = files.disk_state
     room = ControlRoom(
         ioc,
         None if args.no_autosave else Autosave(data_dir / AUTOSAVE_FILE),
@@ -284,6 +296,7 @@ async def _main(
     all_sinks = [*sinks, *profile_sinks]
     if not await asyncio.to_thread(doc_sinks.close_all, all_sinks, args.shutdown_timeout):
         log.error("some document sinks did not finish within %.1f s", args.shutdown_timeout)
+    files.close()  # a run left without its stop document keeps what it has
     return code
 
 

@@ -21,6 +21,7 @@ from .context import IOCContext, IOCGroup
 from .control import ControlGroup
 from .data import DataGroup, SinksGroup, data_group_class
 from .diag import DiagGroup
+from .disk import DiskGroup
 from .forms import PlanForm, build_form
 from .gate import Gate, GatedCommands, GateSettings
 from .heartbeat import HeartbeatGroup
@@ -49,6 +50,7 @@ class RunEngineIOC(PVGroup):
     setup = SubGroup(SetupGroup, prefix="")
     data = SubGroup(DataGroup, prefix="")
     sinks = SubGroup(SinksGroup, prefix="")
+    disk = SubGroup(DiskGroup, prefix="")
     diag = SubGroup(DiagGroup, prefix="Diag:")
     gate_pvs = SubGroup(GateGroup, prefix="")
     heartbeat = SubGroup(HeartbeatGroup, prefix="")

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=Coalesced)
 
+#: A check run before a plan is accepted; raises ``Refused`` with the reason to refuse it.
+Preflight = Callable[[], None]
 #: Told of a publishing failure and how many there were so far (the IOC says so in Status).
 FailureReport = Callable[[BaseException, int], Awaitable[None]]
 #: Pause before publishing starts again after a failure; doubles per failure, up to the max.
@@ -49,10 +51,21 @@ class Bridge:
         The IOC's event loop; events are delivered on it.
     max_rate_hz
         Upper bound on how often per-point values are published.
+    preflight
+        Checks run by :meth:`submit` before a plan goes to the worker (e.g. the data
+        directory has room); each raises ``Refused`` to refuse the plan. More may be
+        appended to :attr:`preflight` later.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, max_rate_hz: float = 10.0) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_rate_hz: float = 10.0,
+        preflight: Iterable[Preflight] = (),
+    ) -> None:
         self._loop = loop
+        self.preflight: list[Preflight] = list(preflight)
         self._period = 1.0 / max_rate_hz
         self._events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
         self._latest_lock = threading.Lock()
@@ -218,9 +231,14 @@ class Bridge:
     ) -> asyncio.Future[PlanFinished]:
         """Validate and start a plan; the returned future resolves when it has ended.
 
-        Raises ``ArgumentError`` or ``Refused`` at once (nothing started) on bad input.
+        Raises ``ArgumentError`` or ``Refused`` at once (nothing started) on bad input, or
+        ``Refused`` when a pre-flight check says no (every path to a plan passes here: Start,
+        the forms' Starts, Submit, the queue).
         """
-        ticket = self._require_worker().submit(plan_name, arguments, metadata)
+        worker = self._require_worker()
+        for check in self.preflight:
+            check()
+        ticket = worker.submit(plan_name, arguments, metadata)
         waiter: asyncio.Future[PlanFinished] = self._loop.create_future()
         self._waiters[ticket] = waiter
         self._current_ticket = ticket
