@@ -15,6 +15,7 @@ from caproto.server import template_arg_parser
 
 from .ca.access_options import add_access_arguments, gate_settings
 from .ca.autosave import AUTOSAVE_FILE, Autosave
+from .ca.refusal_log import install_refusal_log
 from .ca.server import RunEngineIOC, serve
 from .data import guarded_sinks as doc_sinks
 from .data.disk import DEFAULT_MIN_FREE_MB
@@ -339,7 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("caproto").propagate = False  # caproto has its own handler
     # caproto reads this module setting (CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC) in its send loop
     caproto_server_common.HIGH_LOAD_TIMEOUT = args.monitor_batch_time
-    return asyncio.run(_main(args, ioc_options, run_options))
+    # a refused put: one line (rate-limited per client), not caproto's traceback (-v: both)
+    remove_refusal_log = install_refusal_log()
+    if args.verbose:
+        logging.getLogger("runengine_ioc.ca.refusal_log").setLevel(logging.DEBUG)
+    try:
+        return asyncio.run(_main(args, ioc_options, run_options))
+    finally:
+        remove_refusal_log()
 
 
 if __name__ == "__main__":
