@@ -27,6 +27,7 @@ from .data.files import (
 )
 from .data.guarded_sinks import GuardedSink, SinkMonitor
 from .data.live_data import DEFAULT_CAPACITY, LiveData
+from .engine.bluesky_adapter import install_lazy_plan_stacks
 from .engine.bridge import Bridge
 from .engine.profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
 from .engine.worker import RunEngineWorker
@@ -250,6 +251,8 @@ async def _main(
         reloaded.on_applied = applied
         return reloaded
 
+    # bluesky formats a stack per plan stub (most of a point's time): only when it warns
+    install_lazy_plan_stacks()
     worker = RunEngineWorker(
         registry,
         bridge.listener,
