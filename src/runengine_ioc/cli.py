@@ -30,7 +30,7 @@ from .data.live_data import DEFAULT_CAPACITY, LiveData
 from .engine.bluesky_adapter import install_lazy_plan_stacks
 from .engine.bridge import Bridge
 from .engine.profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
-from .engine.worker import RunEngineWorker
+from .engine.worker import DEFAULT_HALT_TIMEOUT, RunEngineWorker
 from .panels.generate import write_all
 from .panels.service import ControlRoom
 
@@ -88,6 +88,14 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         type=float,
         default=10.0,
         help="seconds to wait for a plan to end cleanly on SIGINT/SIGTERM (default: 10)",
+    )
+    parser.add_argument(
+        "--halt-timeout",
+        type=float,
+        default=DEFAULT_HALT_TIMEOUT,
+        help="seconds a Halt (or a shutdown) waits for the RunEngine to end the plan; past "
+        "that the IOC gives that RunEngine up, closes the run (exit status abort) and goes on "
+        f"with a fresh one (default: {DEFAULT_HALT_TIMEOUT:g})",
     )
     parser.add_argument(
         "--monitor-batch-time",
@@ -262,6 +270,7 @@ async def _main(
         suspenders=setup.suspenders,
         metadata=setup.metadata,
         scan_id_source=PersistentScanId(data_dir),
+        halt_timeout=args.halt_timeout,
     )
     bridge.attach(worker)
     ioc_class = RunEngineIOC.with_data_capacity(args.data_capacity)

@@ -64,7 +64,9 @@ class ControlGroup(IOCGroup):
             await self.bridge.resume()
         return 0
 
-    # Stop, Abort and Halt: a put with callback completes once the plan has ended.
+    # Stop, Abort and Halt: a put with callback completes once the plan it interrupted has
+    # ended. The bridge binds that plan when the interrupt acts, so a Start that lands before
+    # wait_current_plan() is never waited for. A Halt ends the plan within the halt timeout.
     @stop.putter  # type: ignore[no-redef]
     @refusals_to_status("Stop")
     async def stop(self, instance: Any, value: Any) -> int:

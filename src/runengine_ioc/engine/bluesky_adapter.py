@@ -5,19 +5,28 @@ Kept small on purpose: if bluesky changes, this is the file to mend.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from types import CodeType, FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import bluesky.utils
+from bluesky import RunEngine
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 #: The message bluesky's RunEngine processes when a suspender lets the plan go on.
 RESUME_FROM_SUSPENDER = "_resume_from_suspender"
+
+#: The states in which bluesky is ending a plan (its task runs the plan's cleanup, or waits
+#: to be let go on to do so).
+ENDING_STATES = ("halting", "stopping", "aborting")
 
 
 def describe_suspender(suspender: Any) -> str:
@@ -30,6 +39,110 @@ def describe_suspender(suspender: Any) -> str:
     text = type(suspender).__name__ + (f" on {where}" if where else "")
     message = getattr(suspender, "_tripped_message", "")
     return f"{text}: {message}" if message else text
+
+
+def interrupt_on_loop(
+    re: RunEngine,
+    kind: str,
+    reason: str,
+    timeout: float,
+    may_act: Callable[[bool], bool] = lambda paused: True,
+) -> bool | None:
+    """Stop, abort or halt the plan, deciding on the RunEngine's own loop; True if it was paused.
+
+    ``RunEngine.stop()/abort()/halt()`` read whether the plan is paused on the *calling*
+    thread, then change the state on the loop: a pause that completes in between (``pausing``
+    becomes ``paused``) leaves the plan's task waiting for a resume that nobody sends, and the
+    RunEngine stays ``halting``/``aborting`` for good. Here the check and bluesky's interrupt
+    coroutine (which does not await) run in one step of the loop, so they see the same state.
+    When it returns True, the plan's task waits to be let go on: :func:`finish_interrupted`
+    does that (on the thread that drives the RunEngine). Raises what bluesky raises when the
+    state allows no such transition (``TransitionError``: idle, or already ending), and
+    ``TimeoutError`` if the loop does not run it within ``timeout`` s (it is then dropped).
+
+    ``may_act(paused)`` is asked on the loop first, in the same step: False (e.g. a resume is
+    under way, whose rewind an interrupt must not meet half done) leaves the plan alone and
+    returns None, to be tried again.
+    """
+    coroutines = {"stop": re._stop_coro, "abort": lambda: re._abort_coro(reason)}
+    make = coroutines.get(kind, re._halt_coro)
+
+    async def interrupt() -> bool | None:
+        was_paused = str(re.state) == "paused"
+        if not may_act(was_paused):
+            return None
+        inner: Coroutine[Any, Any, Any] = make()
+        await inner  # bluesky's interrupt coroutines never suspend: one step with the check
+        return was_paused
+
+    future = asyncio.run_coroutine_threadsafe(interrupt(), re.loop)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"the RunEngine's loop did not answer within {timeout:.1f} s") from None
+
+
+def call_on_loop(re: RunEngine, function: Callable[[], T], timeout: float) -> T:
+    """``function()`` run on the RunEngine's loop, between two steps of its plan's task."""
+
+    async def call() -> T:
+        return function()
+
+    future = asyncio.run_coroutine_threadsafe(call(), re.loop)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise TimeoutError(f"the RunEngine's loop did not answer within {timeout:.1f} s") from None
+
+
+def finish_interrupted(re: RunEngine) -> Any:
+    """Let a plan interrupted while paused run its end; blocks until its task is done.
+
+    What ``RunEngine.stop()`` does after its coroutine when the plan was paused: bluesky's
+    ``_resume_task``, which returns at once if the task has already ended.
+    """
+    return re._resume_task()
+
+
+def release_caller(re: RunEngine) -> None:
+    """Let the thread blocked in this RunEngine's ``__call__``/``resume`` return at once.
+
+    For a RunEngine being given up: its plan's task stays where it hangs, but the thread that
+    drove it comes back (bluesky's ``_blocking_event``, which that thread waits on) and ends.
+    """
+    re._blocking_event.set()
+
+
+def cancel_plan_task(re: RunEngine) -> None:
+    """Cancel the plan's task of a RunEngine being given up, so that it does not linger.
+
+    bluesky then throws the end it was carrying out (stop, abort, halt) into the plan once
+    more; a cleanup that catches it and hangs again keeps the task, which harms nothing.
+    """
+
+    def cancel() -> None:
+        task = re._task
+        if task is not None and not task.done():
+            task.cancel()
+
+    re.loop.call_soon_threadsafe(cancel)
+
+
+def loop_answers(re: RunEngine, timeout: float) -> bool:
+    """True if the RunEngine's event loop runs a callback within ``timeout`` s (not blocked)."""
+
+    async def nothing() -> None:
+        return None
+
+    future = asyncio.run_coroutine_threadsafe(nothing(), re.loop)
+    try:
+        future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        return False
+    return True
 
 
 # -------------------------------------------------- plan stubs' stacks, formatted lazily

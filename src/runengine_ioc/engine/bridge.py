@@ -12,6 +12,7 @@ before the run's end is published. Nothing here imports caproto.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -78,6 +79,13 @@ class Bridge:
         self._current_ticket: int | None = None
         self._publish_lock = asyncio.Lock()
         self._drained = asyncio.Event()  # set each time an ordered event has been published
+        # The ticket the caller's last Stop/Abort/Halt acted on, bound at that moment in the
+        # caller's own context (its task): wait_current_plan() waits for that plan, not for
+        # one a Start submitted in between. A context variable, so that it passes unchanged
+        # through wrappers of the bridge's commands (the access gate).
+        self._interrupted: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+            "interrupted_ticket", default=None
+        )
         self.worker: Worker | None = None
 
     def attach(self, worker: Worker) -> None:
@@ -245,8 +253,17 @@ class Bridge:
         return waiter
 
     async def wait_current_plan(self) -> PlanFinished | None:
-        """Wait until the plan in progress (if any) has ended."""
-        ticket = self._current_ticket
+        """Wait until the plan the caller last interrupted (else the one in progress) has ended.
+
+        After :meth:`stop`, :meth:`abort` or :meth:`halt` in the same task, this waits for the
+        plan that interrupt acted on, bound when it acted: a Start that lands in between is
+        never waited for. None at once if that plan has already ended (or there is none).
+        """
+        ticket = self._interrupted.get()
+        if ticket is not None:
+            self._interrupted.set(None)
+        else:
+            ticket = self._current_ticket
         waiter = self._waiters.get(ticket) if ticket is not None else None
         if waiter is None:
             return None
@@ -259,13 +276,14 @@ class Bridge:
         self._require_worker().resume()
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self._require_worker().stop)
+        self._interrupted.set(await asyncio.to_thread(self._require_worker().stop))
 
     async def abort(self, reason: str = "") -> None:
-        await asyncio.to_thread(self._require_worker().abort, reason)
+        self._interrupted.set(await asyncio.to_thread(self._require_worker().abort, reason))
 
     async def halt(self) -> None:
-        await asyncio.to_thread(self._require_worker().halt)
+        """Halt the plan: bounded by the worker's halt timeout, whatever the RunEngine does."""
+        self._interrupted.set(await asyncio.to_thread(self._require_worker().halt))
 
     async def reconfigure(
         self,

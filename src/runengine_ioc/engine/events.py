@@ -40,10 +40,15 @@ class Refused(RuntimeError):
 
 @dataclass(frozen=True)
 class StateChanged:
-    """The RunEngine moved from ``previous`` to ``state`` (published at once, in order)."""
+    """The RunEngine moved from ``previous`` to ``state`` (published at once, in order).
+
+    ``stuck``: the RunEngine has been ending a plan (stopping, aborting, halting) for longer
+    than the halt timeout; shown with a MAJOR alarm until the state changes.
+    """
 
     state: str
     previous: str
+    stuck: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,14 @@ The worker owns one :class:`bluesky.RunEngine` and runs one plan at a time on a 
 thread. Callers (the bridge) submit validated plans and request pause/resume/stop/abort/halt
 from any thread; everything the worker has to say goes to one ``listener`` callable as
 :mod:`runengine_ioc.engine.events` records. The worker knows nothing of Channel Access.
+
+Interrupts are decided on the RunEngine's own loop (:func:`~.bluesky_adapter.interrupt_on_loop`),
+so a Pause that completes at the same moment cannot leave the plan waiting for a resume nobody
+sends; the thread that drives the plan lets an interrupted paused plan end. A Halt is bounded:
+if the RunEngine has not ended the plan within ``halt_timeout`` s (a cleanup that hangs, a
+blocked loop), the worker gives that RunEngine up, closes its open runs with stop documents of
+its own, reports the plan finished and goes on with a fresh RunEngine. The given-up thread is
+left behind (a daemon); once the engine runs in its own process, that process is killed instead.
 """
 
 from __future__ import annotations
@@ -15,37 +23,54 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
 
-from .bluesky_adapter import RESUME_FROM_SUSPENDER, describe_suspender
+from .bluesky_adapter import (
+    ENDING_STATES,
+    RESUME_FROM_SUSPENDER,
+    call_on_loop,
+    cancel_plan_task,
+    describe_suspender,
+    finish_interrupted,
+    interrupt_on_loop,
+    loop_answers,
+    release_caller,
+)
 from .events import (
     DocumentCallback,
     ExitStatus,
     Listener,
     PlanAccepted,
     PlanFinished,
-    Progress,
     Refused,
-    RunClosed,
-    RunOpened,
     StateChanged,
     StatusMessage,
 )
 from .metadata import validate_metadata
 from .registry import Registry, ValidatedPlan
+from .runs import RunTracker
 
 log = logging.getLogger(__name__)
 
+#: Seconds a Halt waits for the RunEngine to end the plan before giving it up (--halt-timeout).
+DEFAULT_HALT_TIMEOUT = 3.0
+#: Seconds a Stop or Abort waits for the RunEngine's loop to take it.
+INTERRUPT_TIMEOUT = 5.0
 
 _INTERRUPT_OUTCOMES = {
     "stop": (ExitStatus.SUCCESS, "stopped on request"),
     "abort": (ExitStatus.ABORT, "aborted on request"),
     "halt": (ExitStatus.ABORT, "halted on request (no cleanup)"),
 }
+_VERBS = {"stopping": "Stop", "aborting": "Abort", "halting": "Halt"}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 @dataclass
@@ -61,63 +86,29 @@ class _Job:
     plan: ValidatedPlan
     metadata: dict[str, Any]
     handed_over: bool = False  # given to the RunEngine (which may not be running yet)
+    driving: bool = False  # a thread is in (or has queued) a blocking RunEngine call for it
+    interrupt: tuple[str, str] | None = None  # (kind, reason) of the Stop/Abort/Halt taken
+    # both set on the RunEngine's loop only, so that they and its state are seen together:
+    resuming: bool = False  # a Resume is under way (rewinding): an interrupt waits for it
+    taken_while_paused: bool = False  # an interrupt acted on the paused plan: no resume now
+    finished: threading.Event = field(default_factory=threading.Event)
 
 
-class _RunTracker:
-    """Turns the document stream into run and progress events for the listener."""
+class _Engine:
+    """One RunEngine with the thread that drives it and that thread's commands.
 
-    def __init__(self, listener: Listener) -> None:
-        self._listener = listener
-        self._primary_descriptors: set[str] = set()
-        self._points = 0
-        self._total: int | None = None
-        self._start_time = 0.0
-        self.run_uids: list[str] = []
-        self.last_stop: dict[str, Any] | None = None
+    Replaced as a whole when the worker gives a RunEngine up: the old thread may stay blocked
+    in a RunEngine call, so it keeps its own queue and says nothing more once ``abandoned``.
+    """
 
-    def reset(self) -> None:
-        self.run_uids = []
-        self.last_stop = None
-
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        if name == "start":
-            self._primary_descriptors.clear()
-            self._points = 0
-            total = doc.get("num_points")
-            self._total = int(total) if isinstance(total, int | float) and total > 0 else None
-            self._start_time = float(doc.get("time", time.time()))
-            self.run_uids.append(doc["uid"])
-            self._listener(
-                RunOpened(
-                    uid=doc["uid"],
-                    scan_id=int(doc.get("scan_id") or 0),
-                    plan_name=str(doc.get("plan_name", "")),
-                    total_points=self._total,
-                    start_time=self._start_time,
-                )
-            )
-        elif name == "descriptor":
-            if doc.get("name") == "primary":
-                self._primary_descriptors.add(doc["uid"])
-        elif name == "event":
-            if doc.get("descriptor") in self._primary_descriptors:
-                # a reading replayed after a pause comes again with the same seq_num
-                seq_num = int(doc.get("seq_num", self._points + 1))
-                if seq_num > self._points:
-                    self._points = seq_num
-                    self._listener(
-                        Progress(self._points, self._total, self._start_time, time.time())
-                    )
-        elif name == "stop":
-            self.last_stop = doc
-            self._listener(
-                RunClosed(
-                    uid=doc.get("run_start", ""),
-                    exit_status=str(doc.get("exit_status", "")),
-                    reason=str(doc.get("reason", "")),
-                    num_events=int((doc.get("num_events") or {}).get("primary", 0)),
-                )
-            )
+    def __init__(self, generation: int, re: RunEngine) -> None:
+        self.generation = generation
+        self.re = re
+        self.commands: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self.abandoned = False
+        self.docs_lock = threading.Lock()  # held while one of its documents is handed on
+        self.profile_tokens: list[int] = []
+        self.thread: threading.Thread | None = None
 
 
 class RunEngineWorker:
@@ -137,6 +128,8 @@ class RunEngineWorker:
         replaced as a whole by :meth:`reconfigure`.
     scan_id_source
         Passed to the RunEngine; lets the caller persist scan ids across restarts.
+    halt_timeout
+        Seconds a Halt waits for the RunEngine to end the plan before giving it up.
     """
 
     def __init__(
@@ -149,36 +142,33 @@ class RunEngineWorker:
         suspenders: Iterable[Any] = (),
         metadata: Mapping[str, Any] | None = None,
         scan_id_source: Callable[[dict], int] | None = None,
+        halt_timeout: float = DEFAULT_HALT_TIMEOUT,
     ) -> None:
         self._registry = registry
         self._listener = listener
-        self._commands: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._halt_timeout = halt_timeout
         self._lock = threading.Lock()
         self._job: _Job | None = None
-        self._interrupt: tuple[str, str] | None = None
         self._tickets = itertools.count(1)
-        options: dict[str, Any] = {"context_managers": [], "call_returns_result": True}
+        self._generations = itertools.count(1)
+        self._options: dict[str, Any] = {"context_managers": [], "call_returns_result": True}
         if scan_id_source is not None:
-            options["scan_id_source"] = scan_id_source
-        self._re = RunEngine({}, **options)
-        self._re.state_hook = self._on_state  # type: ignore[assignment]
-        self._re.msg_hook = self._on_msg  # type: ignore[assignment]
+            self._options["scan_id_source"] = scan_id_source
         self._suspension: _Suspension | None = None
         self._suspension_lock = threading.Lock()
-        self._tracker = _RunTracker(listener)
-        self._re.subscribe(self._tracker)
-        for callback in callbacks:
-            self._re.subscribe(callback)
-        self._profile_tokens: list[int] = []
-        self._profile_metadata: dict[str, Any] = {}
-        self._install(profile_callbacks, suspenders, metadata or {})
-        self._thread = threading.Thread(target=self._serve, name="runengine-worker", daemon=True)
-        self._thread.start()
+        self._stuck_lock = threading.Lock()
+        self._stuck_timer: threading.Timer | None = None
+        self._tracker = RunTracker(listener)
+        self._callbacks: list[DocumentCallback] = [self._tracker, *callbacks]
+        self._profile_callbacks: list[DocumentCallback] = list(profile_callbacks)
+        self._suspenders: list[Any] = list(suspenders)
+        self._profile_metadata: dict[str, Any] = dict(metadata or {})
+        self._engine = self._start_engine(RunEngine({}, **self._options), {})
 
     # ----------------------------------------------------------------- queries
     @property
     def state(self) -> str:
-        return str(self._re.state)
+        return str(self._engine.re.state)
 
     @property
     def busy(self) -> bool:
@@ -190,13 +180,18 @@ class RunEngineWorker:
     def registry(self) -> Registry:
         return self._registry
 
+    @property
+    def _re(self) -> RunEngine:
+        """The RunEngine in service (a fresh one after a give-up)."""
+        return self._engine.re
+
     # ---------------------------------------------------------------- commands
     def submit(
         self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> int:
         """Validate and queue a plan; returns its ticket. Raises ArgumentError or Refused."""
         plan = self._registry.validate(plan_name, arguments)
-        md = validate_metadata(metadata)
+        md = validate_metadata(metadata, self._registry.metadata_keys, client=False)
         with self._lock:
             if self._job is not None:
                 raise Refused(
@@ -207,9 +202,9 @@ class RunEngineWorker:
                 raise Refused("the RunEngine is panicked; restart the IOC")
             job = _Job(next(self._tickets), plan, md)
             self._job = job
-            self._interrupt = None
+            engine = self._engine
         self._listener(PlanAccepted(job.ticket, plan.name))
-        self._commands.put(lambda: self._execute(job))
+        engine.commands.put(lambda: self._execute(engine, job))
         return job.ticket
 
     def request_pause(self, defer: bool = False) -> None:
@@ -218,46 +213,74 @@ class RunEngineWorker:
         if state not in ("running",):
             raise Refused(f"cannot pause, the RunEngine is {state}")
         try:
-            self._re.request_pause(defer=defer)
+            self._engine.re.request_pause(defer=defer)
         except Exception as exc:  # TransitionError and friends: the state moved under us
             raise Refused(f"cannot pause: {exc}") from exc
         if defer:
             self._listener(StatusMessage("deferred pause requested: pausing at next checkpoint"))
 
     def resume(self) -> None:
-        if self.state != "paused":
-            raise Refused(f"cannot resume, the RunEngine is {self.state}")
-        self._commands.put(self._resume)
+        """Let a paused plan go on; the RunEngine takes it on the worker's thread."""
+        with self._lock:
+            job, engine = self._job, self._engine
+            state = str(engine.re.state)
+            if job is None or state != "paused":
+                raise Refused(f"cannot resume, the RunEngine is {state}")
+            if job.driving:
+                raise Refused("cannot resume: the plan is already resuming or ending")
+            # from here an interrupt leaves the letting-go to this resume (see _resume_call)
+            job.driving = True
+        engine.commands.put(
+            lambda: self._drive(engine, job, lambda: self._resume_call(engine, job))
+        )
 
-    def stop(self) -> None:
-        """End the plan with cleanup; bluesky marks the run successful."""
-        self._interrupt_plan("stop", "")
+    def stop(self) -> int:
+        """End the plan with cleanup; bluesky marks the run successful. The plan's ticket."""
+        return self._interrupt_plan("stop", "", time.monotonic() + INTERRUPT_TIMEOUT).ticket
 
-    def abort(self, reason: str = "") -> None:
-        """End the plan with cleanup; the run is marked aborted."""
-        self._interrupt_plan("abort", reason)
+    def abort(self, reason: str = "") -> int:
+        """End the plan with cleanup; the run is marked aborted. The plan's ticket."""
+        return self._interrupt_plan("abort", reason, time.monotonic() + INTERRUPT_TIMEOUT).ticket
 
-    def halt(self) -> None:
-        """End the plan at once, without cleanup."""
-        self._interrupt_plan("halt", "")
+    def halt(self) -> int:
+        """End the plan at once, without cleanup, within ``halt_timeout`` s whatever happens.
+
+        If the RunEngine cannot (its cleanup hangs, its loop is blocked, it is already ending
+        a plan and does not finish), the worker gives it up (:meth:`_give_up`). Returns the
+        ticket of the plan it ended.
+        """
+        deadline = time.monotonic() + self._halt_timeout
+        engine = self._engine
+        job = self._interrupt_plan("halt", "", deadline)
+        if not job.finished.wait(max(0.0, deadline - time.monotonic())):
+            self._give_up(engine, job)
+        return job.ticket
 
     def shutdown(self, reason: str = "IOC shutting down", timeout: float = 10.0) -> bool:
-        """Abort any plan (cleanly), wait for it, stop the thread. True if it all ended."""
+        """End any plan (an abort; a halt if that does not end it), stop the thread.
+
+        A plan whose cleanup already runs (stopping, aborting) is halted at once, so a cleanup
+        that hangs costs at most ``halt_timeout`` s. True if the plan ended and the thread too.
+        """
         if self.busy:
-            with contextlib.suppress(Refused):
-                self.abort(reason)
-            deadline = time.monotonic() + timeout
-            while self.busy and time.monotonic() < deadline:
-                time.sleep(0.01)
+            if self.state not in ENDING_STATES:
+                with contextlib.suppress(Refused):
+                    self.abort(reason)
+                deadline = time.monotonic() + timeout
+                while self.busy and time.monotonic() < deadline:
+                    time.sleep(0.01)
             if self.busy:
-                log.error("plan did not end within %.1f s of abort; halting", timeout)
+                log.error("plan still %s at shutdown; halting", self.state)
                 with contextlib.suppress(Refused):
                     self.halt()
-        self._commands.put(None)
-        self._thread.join(timeout)
-        clean = not self._thread.is_alive()
-        self._re.loop.call_soon_threadsafe(self._re.loop.stop)
-        return clean
+        self._cancel_stuck_timer()
+        engine = self._engine
+        engine.commands.put(None)
+        if engine.thread is not None:
+            engine.thread.join(timeout)
+        clean = engine.thread is None or not engine.thread.is_alive()
+        engine.re.loop.call_soon_threadsafe(engine.re.loop.stop)
+        return clean and not self.busy
 
     def reconfigure(
         self,
@@ -272,138 +295,292 @@ class RunEngineWorker:
             if self._job is not None:
                 raise Refused(f"'{self._job.plan.name}' is {self.state}; reload when idle")
             self._registry = registry
-            self._install(profile_callbacks, suspenders, metadata or {})
+            old_metadata = self._profile_metadata
+            self._profile_callbacks = list(profile_callbacks)
+            self._suspenders = list(suspenders)
+            self._profile_metadata = dict(metadata or {})
+            self._install_profile(self._engine, old_metadata)
 
-    def _install(
-        self,
-        callbacks: Iterable[DocumentCallback],
-        suspenders: Iterable[Any],
-        metadata: Mapping[str, Any],
-    ) -> None:
-        for token in self._profile_tokens:
-            self._re.unsubscribe(token)
-        self._profile_tokens = [self._re.subscribe(callback) for callback in callbacks]
-        self._re.clear_suspenders()
-        for suspender in suspenders:
-            self._re.install_suspender(suspender)
-        for key in self._profile_metadata:
-            self._re.md.pop(key, None)
-        self._profile_metadata = dict(metadata)
-        self._re.md.update(self._profile_metadata)
+    # ------------------------------------------------------------ the engines
+    def _start_engine(self, re: RunEngine, old_metadata: Mapping[str, Any]) -> _Engine:
+        """Hook a RunEngine up (documents, state, profile) and start its driving thread."""
+        engine = _Engine(next(self._generations), re)
+        re.state_hook = lambda new, old: self._on_state(engine, new, old)  # type: ignore[assignment]
+        re.msg_hook = lambda msg: self._on_msg(engine, msg)  # type: ignore[assignment]
+        for callback in self._callbacks:
+            re.subscribe(self._gated(engine, callback))
+        self._install_profile(engine, old_metadata)
+        engine.thread = threading.Thread(
+            target=self._serve, args=(engine,), name="runengine-worker", daemon=True
+        )
+        engine.thread.start()
+        return engine
 
-    # --------------------------------------------------------------- internals
-    def _interrupt_plan(self, kind: str, reason: str) -> None:
-        with self._lock:
-            job = self._job
-            if job is None:
-                raise Refused(f"nothing to {kind}, the RunEngine is {self.state}")
-            self._interrupt = (kind, reason)
-            if not job.handed_over:
-                return  # accepted but not started: _execute ends it without running it
-        state = self._state_once_started(job)
-        if state is None:
-            return  # it ended meanwhile
-        action: Callable[[], Any] = {
-            "stop": self._re.stop,
-            "abort": lambda: self._re.abort(reason),
-            "halt": self._re.halt,
-        }[kind]
-        if state == "paused":
-            # A paused RunEngine finishes the plan inside this call: do it on the worker.
-            self._commands.put(lambda: self._drive(action))
-            return
+    def _install_profile(self, engine: _Engine, old_metadata: Mapping[str, Any]) -> None:
+        re = engine.re
+        for token in engine.profile_tokens:
+            re.unsubscribe(token)
+        engine.profile_tokens = [
+            re.subscribe(self._gated(engine, callback)) for callback in self._profile_callbacks
+        ]
+        re.clear_suspenders()
+        for suspender in self._suspenders:
+            re.install_suspender(suspender)
+        for key in old_metadata:
+            re.md.pop(key, None)
+        re.md.update(self._profile_metadata)
+
+    def _gated(self, engine: _Engine, callback: DocumentCallback) -> DocumentCallback:
+        """A callback that hears nothing more from a RunEngine once it has been given up."""
+
+        def forward(name: str, doc: dict) -> Any:
+            with engine.docs_lock:
+                if engine.abandoned:
+                    return None
+                return callback(name, doc)
+
+        return forward
+
+    def _give_up(self, engine: _Engine, job: _Job) -> None:
+        """Leave a RunEngine that did not end the plan; close its runs; start a fresh one.
+
+        The old thread is let go of its RunEngine call and ends; the plan's task is cancelled
+        (if its cleanup hangs again, or the loop is blocked, it stays, with that loop's daemon
+        thread) and nothing it says or sends from then on reaches the listener or a callback.
+        Each run left open gets a stop document (``abort``, with the reason) through the same
+        callbacks, the plan is reported finished, and plans run on a fresh RunEngine (on the
+        same event loop if that still answers, so that devices bound to it keep working; on a
+        new one otherwise).
+        """
+        got_docs = engine.docs_lock.acquire(timeout=1.0)  # not in the middle of a document
         try:
-            action()
-        except Exception as exc:
-            raise Refused(f"cannot {kind}: {exc}") from exc
+            with self._lock:
+                if job is not self._job or engine is not self._engine:
+                    return  # it ended meanwhile
+                engine.abandoned = True
+                stuck_in = str(engine.re.state)
+        finally:
+            if got_docs:
+                engine.docs_lock.release()
+        self._cancel_stuck_timer()
+        why = (
+            f"halted, but the RunEngine did not end the plan within {self._halt_timeout:.1f} s "
+            f"(it was {stuck_in}): given up"
+        )
+        log.error("%s; its thread is left behind, a fresh RunEngine takes over", why)
+        old = engine.re
+        release_caller(old)  # its thread comes back, sees it was given up, and ends
+        cancel_plan_task(old)  # best effort: its task ends too, unless it hangs again
+        with contextlib.suppress(Exception):
+            old.clear_suspenders()  # they hold the old RunEngine
+        loop = old.loop if loop_answers(old, 0.5) else None
+        fresh = RunEngine(dict(old.md), loop=loop, **self._options)
+        new_engine = self._start_engine(fresh, {})
+        closing = self._tracker.closing_documents("abort", why)
+        for doc in closing:
+            for callback in (*self._callbacks, *self._profile_callbacks):
+                try:
+                    callback("stop", doc)
+                except Exception:
+                    log.exception("closing run %s: a callback failed", doc["run_start"])
+        with self._lock:
+            self._engine = new_engine
+        with self._suspension_lock:
+            self._suspension = None
+        self._listener(StateChanged("idle", stuck_in))
+        # ExitStatus agrees with the last stop document: ours, or the plan's own if its runs
+        # were all closed before the cleanup hung
+        last = self._tracker.last_stop
+        status = ExitStatus.ABORT
+        if not closing and last is not None and last.get("exit_status") in ("success", "fail"):
+            status = ExitStatus(last["exit_status"])
+        self._finish(job, status, f"{why}; a fresh RunEngine is in service")
 
-    def _state_once_started(self, job: _Job, timeout: float = 5.0) -> str | None:
-        """The RunEngine's state once it has taken the job (it starts asynchronously)."""
-        deadline = time.monotonic() + timeout
-        while self._job is job:
-            state = self.state
-            if state != "idle" or time.monotonic() > deadline:
-                return state
-            time.sleep(0.001)
-        return None
-
-    def _serve(self) -> None:
-        while True:
-            command = self._commands.get()
+    def _serve(self, engine: _Engine) -> None:
+        while not engine.abandoned:  # a given-up thread that comes back ends here
+            command = engine.commands.get()
             if command is None:
-                return
+                break
             try:
                 command()
             except Exception:  # never let the worker thread die
                 log.exception("worker command failed")
+        if engine.abandoned and engine.re.loop is not self._engine.re.loop:
+            engine.re.loop.call_soon_threadsafe(engine.re.loop.stop)
 
-    def _execute(self, job: _Job) -> None:
+    # -------------------------------------------------------------- interrupts
+    def _interrupt_plan(self, kind: str, reason: str, deadline: float) -> _Job:
+        """Interrupt the plan in progress; the job it acted on. Raises Refused if it cannot.
+
+        A Halt never raises once there is a plan: what it could not do now, the deadline and
+        :meth:`_give_up` settle.
+        """
+        with self._lock:
+            job, engine = self._job, self._engine
+            if job is None:
+                raise Refused(f"nothing to {kind}, the RunEngine is {self.state}")
+            if not job.handed_over:
+                job.interrupt = (kind, reason)
+                return job  # accepted but not started: _execute ends it without running it
+            previous, job.interrupt = job.interrupt, (kind, reason)
+        while not job.finished.is_set():
+            left = deadline - time.monotonic()
+            try:
+                was_paused = interrupt_on_loop(
+                    engine.re,
+                    kind,
+                    reason,
+                    max(left, 0.05),
+                    lambda paused: self._may_act(job, paused),
+                )
+            except Exception as exc:
+                state = str(engine.re.state)
+                # idle: handed over but not started yet (or just ended); pausing: a Stop must
+                # wait for the pause to settle. Both last moments: try again.
+                if state in ("idle", "pausing") and left > 0 and not isinstance(exc, TimeoutError):
+                    time.sleep(0.001)
+                    continue
+                with self._lock:
+                    if job.interrupt == (kind, reason):
+                        job.interrupt = previous
+                if kind == "halt" or job.finished.is_set():
+                    return job
+                why = str(exc) if isinstance(exc, TimeoutError) else f"the RunEngine is {state}"
+                hint = (
+                    "; Halt ends it"
+                    if state in ENDING_STATES or isinstance(exc, TimeoutError)
+                    else ""
+                )
+                raise Refused(f"cannot {kind}: {why}{hint}") from exc
+            if was_paused is None:  # a resume is rewinding the plan: a moment more
+                if time.monotonic() < deadline:
+                    time.sleep(0.001)
+                    continue
+                if kind == "halt":
+                    return job
+                raise Refused(f"cannot {kind}: the plan is resuming; try again")
+            self._listener(StatusMessage(f"{kind} requested"))
+            with self._lock:
+                if was_paused and job is self._job and not job.driving:
+                    # the plan's task waits to be let go on to its end: the worker's thread does it
+                    job.driving = True
+                    engine.commands.put(
+                        lambda: self._drive(engine, job, lambda: finish_interrupted(engine.re))
+                    )
+            break
+        return job
+
+    # ---------------------------------------------------------------- driving
+    def _execute(self, engine: _Engine, job: _Job) -> None:
         self._tracker.reset()
         self._listener(StatusMessage(f"running {job.plan.name}"))
         with self._lock:
-            interrupted = self._interrupt is not None
-            job.handed_over = not interrupted
+            interrupted = job.interrupt is not None
+            job.handed_over = job.driving = not interrupted
         if interrupted:
-            self._conclude(job, *self._interrupted_outcome())
+            self._finish(job, *self._outcome(job, None, None))
             return
         tripped = self._tripped_suspenders()
         if tripped:
             with self._suspension_lock:
                 self._suspension = _Suspension(time.monotonic(), tripped, before_start=True)
             self._listener(StatusMessage(f"suspended before starting {job.plan.name}: {tripped}"))
-        self._drive(lambda: self._re(job.plan.make_generator(), **job.metadata))
+        self._drive(engine, job, lambda: engine.re(job.plan.make_generator(), **job.metadata))
 
-    def _resume(self) -> None:
-        if self.state != "paused":
-            self._listener(StatusMessage(f"resume ignored: the RunEngine is {self.state}"))
-            return
+    @staticmethod
+    def _may_act(job: _Job, paused: bool) -> bool:
+        """On the loop: may an interrupt act now? Not while a resume rewinds the paused plan."""
+        if paused:
+            if job.resuming:
+                return False
+            job.taken_while_paused = True
+        return True
+
+    def _resume_call(self, engine: _Engine, job: _Job) -> Any:
+        re = engine.re
+
+        def claim() -> bool:  # on the loop, so no interrupt slips in between
+            if str(re.state) == "paused" and not job.taken_while_paused:
+                job.resuming = True
+            return job.resuming
+
+        if not call_on_loop(re, claim, INTERRUPT_TIMEOUT):
+            # a Stop/Abort/Halt came between the Resume and now: it ends the plan
+            return finish_interrupted(re)
         self._listener(StatusMessage("resuming"))
-        self._drive(self._re.resume)
+        return re.resume()
 
-    def _drive(self, call: Callable[[], Any]) -> None:
-        """Run a blocking RunEngine call and work out what its end means for the job."""
-        job = self._job
-        if job is None:
-            return
+    def _drive(self, engine: _Engine, job: _Job, call: Callable[[], Any]) -> None:
+        """Run a blocking RunEngine call, then see the plan to its end or to a pause."""
+        result: Any = None
+        error: BaseException | None = None
         try:
             result = call()
         except RunEngineInterrupted:
-            if self.state == "paused":
-                self._listener(StatusMessage(f"{job.plan.name} paused: Resume, Stop or Abort"))
-                return
-            self._conclude(job, *self._interrupted_outcome())
+            pass
         except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if self._interrupt is not None:
-                status, _ = self._interrupted_outcome()
-                self._conclude(job, status, f"{self._interrupt[0]}: {message}")
-            else:
-                self._conclude(job, ExitStatus.FAIL, message)
+            error = exc
+        while not engine.abandoned:
+            with self._lock:
+                state = str(engine.re.state)
+                if state == "paused":
+                    job.driving = False
+                    break
+            if state not in ENDING_STATES:
+                self._finish(job, *self._outcome(job, error, result), engine=engine)
+                return
+            # an interrupt was taken while the plan was paused: its task waits to be let go on
+            try:
+                result = finish_interrupted(engine.re)
+            except Exception as exc:
+                error = exc
+        if not engine.abandoned:
+            self._listener(StatusMessage(f"{job.plan.name} paused: Resume, Stop or Abort"))
+
+    def _outcome(
+        self, job: _Job, error: BaseException | None, result: Any
+    ) -> tuple[ExitStatus, str]:
+        """What the plan's end means: the run's own stop document has the last word."""
+        if job.interrupt is not None:
+            kind, reason = job.interrupt
+            status, text = _INTERRUPT_OUTCOMES.get(kind, (ExitStatus.ABORT, kind))
+            message = f"{text}: {reason}" if reason else text
+            if error is not None:
+                message = f"{kind}: {_describe(error)}"
+        elif error is not None:
+            return ExitStatus.FAIL, _describe(error)
         else:
-            if self._interrupt is not None:
-                self._conclude(job, *self._interrupted_outcome())
-            else:
-                exit_status = ExitStatus(str(getattr(result, "exit_status", "success")))
-                reason = str(getattr(result, "reason", "") or "")
-                self._conclude(job, exit_status, reason or "completed")
-
-    def _interrupted_outcome(self) -> tuple[ExitStatus, str]:
-        kind, reason = self._interrupt or ("abort", "")
-        status, text = _INTERRUPT_OUTCOMES.get(kind, (ExitStatus.ABORT, kind))
-        return status, f"{text}: {reason}" if reason else text
-
-    def _conclude(self, job: _Job, status: ExitStatus, message: str) -> None:
+            status = ExitStatus(str(getattr(result, "exit_status", "success")))
+            message = str(getattr(result, "reason", "") or "") or "completed"
         stop = self._tracker.last_stop
-        if stop is not None and stop.get("exit_status") == "fail" and status == ExitStatus.SUCCESS:
-            status = ExitStatus.FAIL
+        if stop is not None and stop.get("exit_status") in ("success", "abort", "fail"):
+            status = ExitStatus(stop["exit_status"])
+        return status, message
+
+    def _finish(
+        self, job: _Job, status: ExitStatus, message: str, engine: _Engine | None = None
+    ) -> None:
+        """The job is over: free the worker and say so (once; never for a given-up engine)."""
         uids = tuple(self._tracker.run_uids)
         with self._lock:
+            if job is not self._job or (engine is not None and engine.abandoned):
+                return
             self._job = None
-            self._interrupt = None
+            job.finished.set()
         self._listener(PlanFinished(job.ticket, job.plan.name, status, message, uids))
 
-    def _on_state(self, new: str, old: str) -> None:
+    # ------------------------------------------------------------------ hooks
+    def _on_state(self, engine: _Engine, new: str, old: str) -> None:
+        if engine.abandoned:
+            return
         new, old = str(new), str(old)
+        job = self._job
+        if job is not None and old == "paused" and new != "paused":
+            job.resuming = False  # on the loop: the task has gone on
+        if new in ENDING_STATES and old not in ENDING_STATES:
+            self._arm_stuck_timer(engine, new)
+        elif new not in ENDING_STATES:
+            self._cancel_stuck_timer()
         with self._suspension_lock:
             suspended = self._suspension is not None
             if new == "suspending" and not suspended:
@@ -420,10 +597,10 @@ class RunEngineWorker:
         if new != old:
             self._listener(StateChanged(new, old))
 
-    def _on_msg(self, msg: Any) -> None:
+    def _on_msg(self, engine: _Engine, msg: Any) -> None:
         """Called by the RunEngine for each message: notices the end of a suspension."""
         suspension = self._suspension
-        if suspension is None:
+        if suspension is None or engine.abandoned:
             return
         command = getattr(msg, "command", "")
         ended = command == RESUME_FROM_SUSPENDER or (
@@ -435,9 +612,40 @@ class RunEngineWorker:
             self._suspension = None
         took = time.monotonic() - suspension.since
         self._listener(StatusMessage(f"resuming after {took:.1f} s suspended"))
-        if self.state == "running":
+        if str(engine.re.state) == "running":
             self._listener(StateChanged("running", "suspending"))
 
+    def _arm_stuck_timer(self, engine: _Engine, state: str) -> None:
+        """Say so (State in alarm, Status) if the plan is still ``state`` after halt_timeout."""
+
+        def check() -> None:
+            if engine.abandoned or str(engine.re.state) != state or not self.busy:
+                return
+            self._listener(StateChanged(state, state, stuck=True))
+            self._listener(
+                StatusMessage(
+                    f"{_VERBS[state]} has not ended the plan after {self._halt_timeout:.1f} s "
+                    f"(its cleanup may hang): Halt gives the RunEngine up"
+                )
+            )
+
+        timer = threading.Timer(self._halt_timeout, check)
+        timer.name = "runengine-stuck-watch"
+        timer.daemon = True
+        with self._stuck_lock:
+            if self._stuck_timer is not None:
+                self._stuck_timer.cancel()
+            self._stuck_timer = timer
+        timer.start()
+
+    def _cancel_stuck_timer(self) -> None:
+        with self._stuck_lock:
+            timer, self._stuck_timer = self._stuck_timer, None
+        if timer is not None:
+            timer.cancel()
+
     def _tripped_suspenders(self) -> str:
-        reasons = [describe_suspender(s) for s in self._re.suspenders if getattr(s, "tripped", 0)]
+        reasons = [
+            describe_suspender(s) for s in self._engine.re.suspenders if getattr(s, "tripped", 0)
+        ]
         return "; ".join(reasons)
