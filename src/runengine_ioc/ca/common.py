@@ -12,6 +12,7 @@ from caproto.server import pvproperty
 
 from ..engine.events import Refused
 from ..engine.registry import ArgumentError
+from .put_checks import explain, plain
 
 #: Longest text accepted in a long-string (char waveform) PV, in bytes.
 LONG_STRING_LENGTH = 4096
@@ -73,9 +74,8 @@ def is_on(instance: Any, value: Any) -> bool:
         return value == 1
     elif hasattr(value, "item") and getattr(value, "size", 1) == 1:  # a numpy scalar
         return is_on(instance, value.item())
-    states = f"0 or {instance.enum_strings[0]!r}, 1 or {instance.enum_strings[1]!r}"
-    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-    raise ArgumentError(f"{shown} is not a state of this PV ({states})")
+    states = f'0 or "{instance.enum_strings[0]}", 1 or "{instance.enum_strings[1]}"'
+    raise ArgumentError(f"{plain(value)} is not a state of this PV ({states})")
 
 
 def as_text(value: Any) -> str:
@@ -84,9 +84,7 @@ def as_text(value: Any) -> str:
         return value
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    shown = repr(value.tolist() if hasattr(value, "tolist") else value)
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    raise ArgumentError(f"expected text, got {type(value).__name__} {shown}")
+    raise ArgumentError(f"expected text, got {plain(value)}")
 
 
 def clip_text(text: str, limit: int = LONG_STRING_LENGTH - 1) -> str:
@@ -190,7 +188,7 @@ def check_enum_number(channel: Any, data: Any = None, data_type: Any = None) -> 
     first = float(values[0])
     states = len(getattr(channel, "enum_strings", ()) or ())
     if not (math.isfinite(first) and first == int(first) and 0 <= first < max(states, 1)):
-        raise ValueError(f"{values[0]!r} is not a state index of this PV (0 to {states - 1})")
+        raise ValueError(f"{plain(values[0])} is not a state index of this PV (0 to {states - 1})")
 
 
 #: The attribute naming, on a refused write's exception, the PV it was refused for.
@@ -238,7 +236,7 @@ def guard_writes(
             except Exception as exc:
                 mark_refused_pv(exc, _label)  # for the one log line (ca/refusal_log.py)
                 if not isinstance(exc, ArgumentError | Refused):
-                    await refuse(f"{_label}: {str(exc) or type(exc).__name__}")
+                    await refuse(f"{_label}: {explain(exc, _channel, *args[:2])}")
                 raise
 
         channel.write_from_dbr = write_from_dbr

@@ -28,6 +28,7 @@ from .common import (
     refusals_to_status,
 )
 from .context import IOCContext, IOCGroup
+from .limits import serve_limits
 
 #: Longest enum string Channel Access carries (mbbo states).
 ENUM_STRING_LENGTH = 25
@@ -65,9 +66,7 @@ class FieldCodec:
         kind = info.kind
         default = info.default
         if kind in ("float", "int"):
-            numeric: dict[str, Any] = {"units": info.units}
-            if info.low is not None and info.high is not None:
-                numeric.update(lower_ctrl_limit=info.low, upper_ctrl_limit=info.high)
+            numeric: dict[str, Any] = {"units": info.units}  # limits: initialize()
             if kind == "float":
                 value = float(default) if isinstance(default, int | float) else 0.0
                 return pv(
@@ -203,13 +202,8 @@ class PlanForm(IOCGroup):
         for name, codec in self.codecs.items():
             channel = self.channel(name)
             fields = getattr(channel, "field_inst", None)
-            for attr, bound in (
-                ("drive_low_limit", codec.info.low),
-                ("drive_high_limit", codec.info.high),
-            ):
-                field = getattr(fields, attr, None)
-                if field is not None and bound is not None:
-                    await field.write(bound)
+            if codec.info.kind in ("float", "int"):  # the limits clients read, DRVL/DRVH
+                await serve_limits(channel, codec.info.low, codec.info.high)
             egu = getattr(fields, "engineering_units", None)
             if egu is not None and codec.info.units:
                 await egu.write(codec.info.units)

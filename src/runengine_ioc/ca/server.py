@@ -22,9 +22,13 @@ from .control import ControlGroup
 from .data import DataGroup, SinksGroup, data_group_class
 from .diag import DiagGroup
 from .disk import DiskGroup
+from .fields import guard_fields
 from .forms import PlanForm, build_form
 from .gate import Gate, GatedCommands, GateSettings
 from .heartbeat import HeartbeatGroup
+from .limits import epics_limits
+from .masks import install_masks
+from .put_checks import guard_lengths
 from .selection import SelectionGroup
 from .setup import SetupGroup
 from .status import StatusGroup
@@ -87,6 +91,9 @@ class RunEngineIOC(PVGroup):
             if isinstance(group, IOCGroup):
                 group.context = self.context
         guard_writes(self.pvdb, self.prefix, self._refuse)  # each form guards its own PVs
+        guard_fields(self.pvdb, self.prefix, self._refuse)  # record fields are the IOC's
+        guard_lengths(self.pvdb, self.prefix, self._refuse)  # text EPICS can read back
+        install_masks(self.pvdb, self.prefix)  # monitors get the events their mask asks for
         self.gate.install(self.pvdb, self.prefix)
         self.forms: dict[str, PlanForm] = {}
         for name in registry.plan_names if registry is not None else ():
@@ -107,6 +114,9 @@ class RunEngineIOC(PVGroup):
         self.forms[name] = form
         self.pvdb.update(form.pvdb)
         guard_writes(form.pvdb, self.prefix, self._refuse)
+        guard_fields(form.pvdb, self.prefix, self._refuse)
+        guard_lengths(form.pvdb, self.prefix, self._refuse)
+        install_masks(form.pvdb, self.prefix)
         self.gate.install(form.pvdb, self.prefix, form=True)
         return form
 
@@ -125,6 +135,7 @@ class RunEngineIOC(PVGroup):
         await self.selection.publish_names(self.registry.plan_names, self.registry.device_names)
         for form in self.forms.values():
             await form.initialize()
+        await epics_limits(self.pvdb)  # display and alarm limits as EPICS reports them
         await self.setup.publish_setup(self.description, self.registry)
 
     async def apply_setup(self, setup: Setup) -> None:
@@ -154,6 +165,7 @@ class RunEngineIOC(PVGroup):
                     added.append(name)
         for form in self.forms.values():
             await form.initialize()
+        await epics_limits(self.pvdb)
         if self.gate.acf_path is not None:  # Reload re-reads the access security file too
             try:
                 await self.gate_pvs.reload_access()
