@@ -33,6 +33,7 @@ from .engine.profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
 from .engine.worker import DEFAULT_HALT_TIMEOUT, RunEngineWorker
 from .panels.generate import write_all
 from .panels.service import ControlRoom
+from .queue.plan_queue import open_queue
 
 log = logging.getLogger("runengine_ioc")
 
@@ -123,6 +124,13 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         action="store_true",
         help=f"do not save PlanName, PlanArgs, Metadata and the forms' fields to "
         f"<data dir>/{AUTOSAVE_FILE}, nor restore them at start-up",
+    )
+    parser.add_argument(
+        "--queue-autostart",
+        action="store_true",
+        help="start the plan queue at start-up if it holds items, and whenever items are "
+        "added while it is stopped (Queue:Autostart); without it a restarted IOC waits for "
+        "Queue:Start",
     )
     add_access_arguments(parser)
     sinks = parser.add_argument_group(
@@ -227,6 +235,11 @@ async def _main(
     interrupted = describe_interrupted(find_interrupted_runs(data_dir))
     if interrupted:
         log.warning("%s", interrupted)
+    try:  # the plan queue and its history (<data dir>/queue.sqlite)
+        queue, queue_note = open_queue(data_dir)
+    except Exception as exc:  # sqlite3.Error, OSError: an unreadable database
+        log.error("cannot start: the queue database: %s", exc)
+        return 2
     # no plan is accepted (Start, forms, Submit, the queue) while the data directory is full
     bridge = Bridge(
         asyncio.get_running_loop(), max_rate_hz=args.max_rate, preflight=[files.preflight]
@@ -280,6 +293,7 @@ async def _main(
         reloader=reloader,
         description=setup.description,
         gate=gate,
+        queue=queue,
         **ioc_options,
     )
     log.info(
@@ -292,6 +306,7 @@ async def _main(
     if sinks:
         log.info("document sinks: %s", ", ".join(sink.name for sink in sinks))
     ioc.disk.source = files.disk_state
+    ioc.queue_pvs.autostart_at_start = args.queue_autostart
     room = ControlRoom(
         ioc,
         None if args.no_autosave else Autosave(data_dir / AUTOSAVE_FILE),
@@ -303,8 +318,9 @@ async def _main(
         interfaces=run_options["interfaces"],
         log_pv_names=run_options["log_pv_names"],
         shutdown_timeout=args.shutdown_timeout,
-        startup_note="; ".join(note for note in (interrupted, restored) if note),
+        startup_note="; ".join(note for note in (interrupted, restored, queue_note) if note),
     )
+    queue.close()
     # the last documents go out before the process ends
     all_sinks = [*sinks, *profile_sinks]
     if not await asyncio.to_thread(doc_sinks.close_all, all_sinks, args.shutdown_timeout):

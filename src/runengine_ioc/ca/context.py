@@ -32,6 +32,18 @@ class SelectionSource(Protocol):
     def selection(self) -> tuple[str, dict[str, Any], dict[str, Any]]: ...
 
 
+class PlanQueueAccess(Protocol):
+    """The plan queue (ca/queue.py), as the other groups use it."""
+
+    def check_direct_run(self) -> None:
+        """Raise Refused while the queue runs (a direct Start/Submit would cut in)."""
+        ...
+
+    async def queue_plan(self, plan: str, args: dict[str, Any], metadata: dict[str, Any]) -> str:
+        """Add a plan to the queue (checked, on disk when this returns); its uid."""
+        ...
+
+
 class BusyIndicator(Protocol):
     """The Start PV, which reads 1 while a plan is in progress (a caproto channel)."""
 
@@ -58,6 +70,9 @@ class IOCContext:
         Loads the profile anew (blocking; run off the loop), ``None`` when there is none.
     apply_setup
         Serves a reloaded profile (new registry, forms rebuilt).
+    queue
+        The plan queue: a form's Queue button adds to it; Start and Submit ask it whether
+        a direct run is allowed now.
     """
 
     commands: Commands
@@ -67,6 +82,7 @@ class IOCContext:
     start: BusyIndicator
     reloader: Callable[[], Setup] | None
     apply_setup: Callable[[Setup], Awaitable[None]]
+    queue: PlanQueueAccess | None = None
 
 
 class IOCGroup(PVGroup):

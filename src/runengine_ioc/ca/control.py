@@ -33,6 +33,8 @@ class ControlGroup(IOCGroup):
     async def start(self, instance: Any, value: Any) -> None:
         if not is_on(instance, value):
             raise SkipWrite()  # Start reads 1 while busy; putting 0 changes nothing
+        if self.context.queue is not None:  # refused while the queue runs
+            self.context.queue.check_direct_run()
         plan_name, arguments, metadata = self.context.selection.selection()
         if not plan_name:
             raise ArgumentError("no plan selected: put PlanName first")

@@ -168,6 +168,7 @@ class PlanForm(IOCGroup):
     codecs: dict[str, FieldCodec] = {}
 
     form_start = command_bo("Start", "Run this plan with the form", "Start")
+    form_queue = command_bo("Queue", "Add this plan to the queue", "Queue")
     form_doc = long_string("Doc", "What this plan does", read_only=True)
     form_schema = long_string(
         "Schema", "JSON schema of the parameters", read_only=True, length=SCHEMA_LENGTH
@@ -245,6 +246,8 @@ class PlanForm(IOCGroup):
                     f"{self.plan_name}: missing argument {name!r} (put {self.prefix}{name} first)"
                 )
         _, _, metadata = self.context.selection.selection()
+        if self.context.queue is not None:  # refused while the queue runs
+            self.context.queue.check_direct_run()
         finished = self.context.commands.submit(self.plan_name, arguments, metadata)
         await clear_put_alarm(self.form_start)
         await asyncio.shield(finished)
@@ -256,6 +259,19 @@ class PlanForm(IOCGroup):
             raise SkipWrite()  # reads 1 while busy; putting 0 changes nothing
         await self.start_plan()
         raise SkipWrite()
+
+    @form_queue.putter  # type: ignore[no-redef]
+    @refusals_to_status(lambda form: f"{form.plan_name}:Queue")
+    async def form_queue(self, instance: Any, value: Any) -> int:
+        """Queue the plan with the form's values (the plan queue checks it as Queue:Add)."""
+        if is_on(instance, value) and self.context.queue is not None:
+            self._check_open()
+            for name, codec in self.codecs.items():
+                if codec.info.required and name not in self.given:
+                    raise ArgumentError(f"{self.plan_name}: missing argument {name!r}")
+            _, _, metadata = self.context.selection.selection()
+            await self.context.queue.queue_plan(self.plan_name, self.arguments(), metadata)
+        return 0
 
 
 def _parameter_putter(name: str, plan_name: str) -> Callable[..., Any]:

@@ -15,6 +15,7 @@ from ..engine.bridge import Bridge
 from ..engine.events import Coalesced, DataUpdate, Progress, Refused, SinkHealth, WorkerEvent
 from ..engine.profile import Setup
 from ..engine.registry import Registry
+from ..queue.plan_queue import PlanQueue
 from .baton import GateGroup
 from .common import guard_writes, publish_units
 from .context import IOCContext, IOCGroup
@@ -29,6 +30,7 @@ from .heartbeat import HeartbeatGroup
 from .limits import epics_limits
 from .masks import install_masks
 from .put_checks import guard_lengths
+from .queue import QueueGroup, identify_putters
 from .selection import SelectionGroup
 from .setup import SetupGroup
 from .status import StatusGroup
@@ -58,6 +60,7 @@ class RunEngineIOC(PVGroup):
     diag = SubGroup(DiagGroup, prefix="Diag:")
     gate_pvs = SubGroup(GateGroup, prefix="")
     heartbeat = SubGroup(HeartbeatGroup, prefix="")
+    queue_pvs = SubGroup(QueueGroup, prefix="")
 
     def __init__(
         self,
@@ -67,6 +70,7 @@ class RunEngineIOC(PVGroup):
         reloader: Callable[[], Setup] | None = None,
         description: str = "",
         gate: GateSettings | None = None,
+        queue: PlanQueue | None = None,
         **kwargs: Any,
     ) -> None:
         self.bridge = bridge
@@ -86,6 +90,7 @@ class RunEngineIOC(PVGroup):
             start=self.control.start,
             reloader=reloader,
             apply_setup=self.apply_setup,
+            queue=self.queue_pvs,
         )
         for group in self.groups.values():
             if isinstance(group, IOCGroup):
@@ -95,6 +100,8 @@ class RunEngineIOC(PVGroup):
         guard_lengths(self.pvdb, self.prefix, self._refuse)  # text EPICS can read back
         install_masks(self.pvdb, self.prefix)  # monitors get the events their mask asks for
         self.gate.install(self.pvdb, self.prefix)
+        identify_putters(self.pvdb, self.prefix)  # who adds each queue item
+        self.queue_pvs.attach(queue or PlanQueue.in_memory())
         self.forms: dict[str, PlanForm] = {}
         for name in registry.plan_names if registry is not None else ():
             self._add_form(name)
@@ -118,6 +125,7 @@ class RunEngineIOC(PVGroup):
         guard_lengths(form.pvdb, self.prefix, self._refuse)
         install_masks(form.pvdb, self.prefix)
         self.gate.install(form.pvdb, self.prefix, form=True)
+        identify_putters(form.pvdb, self.prefix)
         return form
 
     def _retire_form(self, name: str) -> None:
@@ -137,6 +145,7 @@ class RunEngineIOC(PVGroup):
             await form.initialize()
         await epics_limits(self.pvdb)  # display and alarm limits as EPICS reports them
         await self.setup.publish_setup(self.description, self.registry)
+        await self.queue_pvs.initialize()  # the stored queue; Autostart if configured
 
     async def apply_setup(self, setup: Setup) -> None:
         """Serve a reloaded profile: new registry, forms added, rebuilt or retired."""
@@ -193,6 +202,7 @@ class RunEngineIOC(PVGroup):
     async def publish_event(self, event: WorkerEvent) -> None:
         await self.status.publish_event(event)
         await self.data.publish_event(event)
+        await self.queue_pvs.publish_event(event)
 
     async def publishing_failed(self, failure: BaseException, count: int) -> None:
         """The bridge's publishing died and is being restarted: say so, with a MAJOR alarm."""
@@ -259,12 +269,14 @@ async def serve(
     else:
         log.info("%s received: ending any plan cleanly, then exiting", received[0])
         await ioc.status.say(f"IOC shutting down ({received[0]})")
+    await ioc.queue_pvs.shutting_down()  # no next item; the one running ends interrupted
     clean = await ioc.bridge.shutdown(
         f"IOC shutting down ({received[0] if received else 'server ended'})", shutdown_timeout
     )
     # the last events (state idle, plan finished) reach the clients before the server ends
     if not await ioc.bridge.drain(DRAIN_TIMEOUT):
         log.warning("some events were not published within %.1f s of the end", DRAIN_TIMEOUT)
+    await ioc.queue_pvs.close()
     for task in (publisher, server, waiter):
         task.cancel()
     await asyncio.gather(publisher, server, waiter, return_exceptions=True)

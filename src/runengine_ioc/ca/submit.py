@@ -65,6 +65,8 @@ class SubmitGroup(IOCGroup):
         self.context.registry.check_plan_name(plan)
         self.context.registry.validate(plan, arguments)
         validate_metadata(metadata)
+        if self.context.queue is not None:  # refused while the queue runs
+            self.context.queue.check_direct_run()
         finished = self.context.commands.submit(plan, arguments, metadata)
         await clear_put_alarm(instance)
         # what is running is readable while it runs; the put completes when the plan has ended
