@@ -105,13 +105,11 @@ def audit_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def wait_audit(path: Path, **match: Any) -> dict[str, Any]:
-    """The first audit line whose fields equal ``match`` (waiting for it to be written)."""
+def wait_audit(path: Path, nth: int = 0, **match: Any) -> dict[str, Any]:
+    """The ``nth`` (from 0) audit line whose fields equal ``match`` (waiting for it)."""
 
     def found() -> dict[str, Any] | None:
-        for line in audit_lines(path):
-            if all(line.get(k) == v for k, v in match.items()):
-                return line
-        return None
+        lines = [x for x in audit_lines(path) if all(x.get(k) == v for k, v in match.items())]
+        return lines[nth] if len(lines) > nth else None
 
     return wait_until(found, timeout=10, what=f"audit line {match}")

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,37 @@ def test_the_baton_greys_out_others_live_and_comes_back(gated):
             assert wait_audit(gated.audit, user=user, pv=pv)["accepted"] is accepted
         last = gated.ca.get_text("Audit:Last")
         assert f"{ME}@{MY_HOST} Lock:Break=1" in last and last.endswith(" accepted")
+
+
+def test_a_write_racing_the_baton_is_refused_exactly_when_it_comes_after_the_take(gated):
+    """60 tries, bob's write sent from 5 ms before to 5 ms after alice's take: each write is
+    in the audit log once, and refused exactly when it arrived after the take."""
+    tries = 60
+    with named_clients(gated, ("alice", "h1"), ("bob", "h2")) as (alice, bob):
+        bob.pv("Metadata"), alice.pv("Lock:Take"), alice.pv("Lock:Release")
+        for index in range(tries):
+            offset = (index % 11 - 5) / 1000  # -5 to +5 ms: the offset under test
+            take = (alice, "Lock:Take", 1)
+            write = (bob, "Metadata", f'{{"try": {index}}}')
+            first, second = (take, write) if offset >= 0 else (write, take)
+            first[0].put(first[1], first[2])
+            time.sleep(abs(offset))  # not a wait: the offset between the two writes
+            second[0].put(second[1], second[2])
+            wait_audit(gated.audit, pv="Lock:Take", accepted=True, nth=index)
+            wait_audit(gated.audit, user="bob", value=f'{{"try": {index}}}')
+            alice.put_wait("Lock:Release", 1)
+        lines = audit_lines(gated.audit)
+    outcomes = []
+    takes = [x for x in lines if x["pv"] == "Lock:Take" and x["accepted"]]
+    for index in range(tries):
+        (write,) = [x for x in lines if x["user"] == "bob" and x["value"] == f'{{"try": {index}}}']
+        # the lines' times are the writes' arrivals: the order in which the IOC decided
+        assert write["accepted"] is (write["time"] < takes[index]["time"]), (index, write)
+        if not write["accepted"]:
+            assert write["reason"] == "the baton is held by alice@h1"
+        outcomes.append(write["accepted"])
+    assert len(takes) == tries and len([x for x in lines if x["user"] == "bob"]) == tries
+    print(f"accepted before the take: {sum(outcomes)} of {tries}")
 
 
 RIGHTS_WATCHER = Path(__file__).with_name("pyepics_rights.py")

@@ -1,8 +1,10 @@
 """The audit log: every write a client asked for, accepted or refused, and why.
 
 One JSON object per line (``time``, ``user``, ``host``, ``pv``, ``value``, ``accepted``,
-``reason``), appended and flushed as it happens, so a crash loses nothing written before
-it. The file is rotated by size (``audit.jsonl`` -> ``audit.jsonl.1`` -> ...), keeping
+``reason``), appended and flushed as each write is decided, so a crash loses nothing written
+before it. ``time`` is when the write arrived: the times order the writes as the IOC handled
+them (a write that takes long, such as a Reload, is logged when it ends, after writes that
+arrived later). The file is rotated by size (``audit.jsonl`` -> ``audit.jsonl.1`` -> ...), keeping
 ``backups`` old files.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -60,7 +62,9 @@ def shown_value(value: Any) -> Any:
         value = value.tobytes()  # a char waveform: its text
     elif hasattr(value, "tolist"):
         value = value.tolist()
-    if isinstance(value, list | tuple) and len(value) == 1:
+    elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        value = list(value)  # caproto's DbrStringArray and the like
+    while isinstance(value, list | tuple) and len(value) == 1:  # a string put: [[b"..."]]
         value = value[0]
     if isinstance(value, bytes):
         value = value.rstrip(b"\0").decode("utf-8", errors="replace")
@@ -97,11 +101,24 @@ class AuditLog:
         self.last: AuditRecord | None = None
 
     def record(
-        self, client: Client, pv: str, value: Any, accepted: bool, reason: str = ""
+        self,
+        client: Client,
+        pv: str,
+        value: Any,
+        accepted: bool,
+        reason: str = "",
+        *,
+        when: float | None = None,
     ) -> AuditRecord:
-        """Append one line (and tell the listener)."""
+        """Append one line (and tell the listener); ``when``: the write's arrival (now)."""
         entry = AuditRecord(
-            time.time(), client.user, client.host, pv, shown_value(value), accepted, reason
+            time.time() if when is None else when,
+            client.user,
+            client.host,
+            pv,
+            shown_value(value),
+            accepted,
+            reason,
         )
         line = json.dumps(entry.as_dict(), default=repr) + "\n"
         handle = self._open()

@@ -33,6 +33,7 @@ class Caller:
     client: Client
     pv: str
     value: Any = None
+    arrived: float = 0.0
     audited: bool = field(default=False)
 
     def as_metadata(self) -> dict[str, str]:

@@ -22,6 +22,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,32 +194,43 @@ class Gate:
         user_address: Any = None,
     ) -> Any:
         client = Client(username or "", hostname or "")
+        arrived = time.time()
         reason = self.control.write_refusal(group, client)
         if reason is not None:
-            self.record(client, label, data, False, reason)
+            self.record(client, label, data, False, reason, when=arrived)
             await self.refuse(f"{label}: {reason}")
             raise AccessDenied(reason)
         self.control.baton.touch(client)
-        caller = Caller(client, label, data)
+        caller = Caller(client, label, data, arrived)
         token = CALLER.set(caller)
         try:
             result = await channel.write_from_dbr(data, data_type, metadata, flags=flags)
         except BaseException as exc:
             if not caller.audited:
-                self.record(client, label, data, False, str(exc) or type(exc).__name__)
+                reason = str(exc) or type(exc).__name__
+                self.record(client, label, data, False, reason, when=arrived)
             raise
         finally:
             CALLER.reset(token)
         if not caller.audited:
-            self.record(client, label, data, True)
+            self.record(client, label, data, True, when=arrived)
         return result
 
-    def record(self, client: Client, pv: str, value: Any, accepted: bool, reason: str = "") -> None:
+    def record(
+        self,
+        client: Client,
+        pv: str,
+        value: Any,
+        accepted: bool,
+        reason: str = "",
+        *,
+        when: float | None = None,
+    ) -> None:
         """One audit line, and Audit:Last (published from a task: this may run anywhere)."""
         if self.audit is None:
             return
         try:
-            entry = self.audit.record(client, pv, value, accepted, reason)
+            entry = self.audit.record(client, pv, value, accepted, reason, when=when)
         except OSError as exc:  # a full disk must not turn writes away
             log.error("audit log %s: %s", self.audit.path, exc)
             return
@@ -300,7 +312,9 @@ class GatedCommands:
             plan_name, arguments, {**metadata, STARTED_BY: caller.as_metadata()}
         )
         caller.audited = True
-        self.gate.record(caller.client, caller.pv, caller.value, True, f"runs {plan_name}")
+        self.gate.record(
+            caller.client, caller.pv, caller.value, True, f"runs {plan_name}", when=caller.arrived
+        )
         return future
 
     async def wait_current_plan(self) -> PlanFinished | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import UserList
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -191,7 +192,7 @@ def test_the_audit_log_appends_rotates_and_tells(tmp_path):
 
 def test_shown_values_are_short_and_readable():
     assert shown_value(np.frombuffer(b"scan\0\0", dtype=np.uint8)) == "scan"
-    assert shown_value([2.5]) == 2.5
+    assert shown_value([2.5]) == 2.5 and shown_value(UserList([b"scan"])) == "scan"
     assert shown_value("x" * 2000).endswith("...") and len(shown_value("x" * 2000)) == 512
     assert shown_value([1, 2]) == "[1, 2]"
 
