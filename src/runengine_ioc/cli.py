@@ -254,7 +254,7 @@ async def _main(
     profile_sinks = guard_profile_callbacks(setup, monitor, args.sink_queue_size)
     monitor.report()
     try:
-        gate = gate_settings(args, data_dir)
+        gate = gate_settings(args, data_dir, setup)
     except (ValueError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 2

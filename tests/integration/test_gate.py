@@ -339,6 +339,23 @@ def test_calc_rules_read_the_iocs_own_pvs(make_ioc, tmp_path):
         assert eve.rights("Start") == RO  # CONTROL is not in the file: DEFAULT
 
 
+def test_a_profile_gives_the_policy_and_moves_pvs_to_other_groups(make_ioc, tmp_path):
+    acf = tmp_path / "gate.acf"
+    acf.write_text(ACF)
+    ioc = make_ioc(
+        "--acf", str(acf), profile=str(Path(__file__).with_name("profile_with_access.py"))
+    )
+    audit = ioc.data_dir / "audit" / "audit.jsonl"
+    with named_clients(ioc, ("alice", "h1")) as (alice,):
+        assert alice.rights("Pause") == RO  # moved to ADMIN by the profile
+        assert alice.rights("Resume") == RW
+        alice.put("Submit", {"plan": "mv", "args": {"device": "motor", "position": 1}})
+        line = wait_audit(audit, user="alice", pv="Submit")
+        assert "plan 'mv' is not in allowed_plans of group 'everyone' ('^count$')" in line["reason"]
+        alice.put_wait("Submit", {"plan": "count", "args": COUNT})
+        assert len(ioc.runs()) == 1
+
+
 def test_access_reload_changes_rights_live(gated):
     with named_clients(gated, ("eve", "h1")) as (eve,):
         assert eve.rights("Start") == RO

@@ -13,6 +13,7 @@ from ..access.audit import AuditLog
 from ..access.baton import Baton
 from ..access.control import AccessControl
 from ..access.policy import PlanPolicy
+from ..engine.profile import Setup
 from .gate import GateSettings
 
 #: The audit log in the data directory (its own folder: the runs are the *.jsonl files).
@@ -57,18 +58,26 @@ def add_access_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def gate_settings(args: argparse.Namespace, data_dir: Path) -> GateSettings:
-    """Read the files the flags name; ValueError (ACFError, PolicyError) or OSError if bad."""
+def gate_settings(
+    args: argparse.Namespace, data_dir: Path, setup: Setup | None = None
+) -> GateSettings:
+    """Read the files the flags name; ValueError (ACFError, PolicyError) or OSError if bad.
+
+    Without ``--policy``, the profile's ``access_policy`` (if any) is the policy; the
+    profile's ``access_groups`` apply, and the policy file's ``pv_groups`` over them.
+    """
     config = AccessConfig.from_file(args.acf) if args.acf else None
-    overrides: dict[str, str] = {}
+    overrides: dict[str, str] = dict(setup.access_groups) if setup is not None else {}
     policy = None
+    if not args.policy and setup is not None and setup.access_policy is not None:
+        policy = PlanPolicy.from_mapping(setup.access_policy, "the profile's access_policy")
     if args.policy:
         policy = PlanPolicy.from_file(args.policy)
         data = yaml.safe_load(Path(args.policy).read_text()) or {}
         pv_groups = data.get("pv_groups") or {}
         if not isinstance(pv_groups, dict):
             raise ValueError(f"{args.policy}: pv_groups must map PV names to groups")
-        overrides = {str(k): str(v) for k, v in pv_groups.items()}
+        overrides.update({str(k): str(v) for k, v in pv_groups.items()})
     audit_path = Path(args.audit_log).expanduser() if args.audit_log else data_dir / AUDIT_FILE
     return GateSettings(
         control=AccessControl(config, Baton(timeout=args.baton_timeout)),
@@ -76,4 +85,5 @@ def gate_settings(args: argparse.Namespace, data_dir: Path) -> GateSettings:
         policy=policy,
         acf_path=args.acf,
         overrides=overrides,
+        policy_from_profile=not args.policy,
     )

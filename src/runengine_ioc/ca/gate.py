@@ -76,6 +76,7 @@ class GateSettings:
     policy: PlanPolicy | None = None
     acf_path: str | None = None
     overrides: Mapping[str, str] = field(default_factory=dict)
+    policy_from_profile: bool = False  # no --policy: Reload takes the profile's anew
 
     def mode(self) -> str:
         """The Access:Mode PV: ``open``, or ``acf <file name>`` (40 characters at most)."""
@@ -240,6 +241,15 @@ class Gate:
             task.add_done_callback(self._pending.discard)
 
     # -- changes ------------------------------------------------------------------------
+
+    def apply_profile(self, policy: Mapping[str, Any] | None) -> None:
+        """A reloaded profile's ``access_policy`` (unless ``--policy`` names a file); PolicyError
+        if it is malformed (the policy in service stays). Its ``access_groups`` take effect
+        at the next start (the PVs' groups are fixed when they are served)."""
+        if self.settings.policy_from_profile:
+            self.policy = (
+                None if policy is None else PlanPolicy.from_mapping(policy, "access_policy")
+            )
 
     def reload(self) -> str:
         """Re-read the access security file (ACFError: the old rules stay in service)."""

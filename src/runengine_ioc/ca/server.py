@@ -175,6 +175,10 @@ class RunEngineIOC(PVGroup):
         for form in self.forms.values():
             await form.initialize()
         await epics_limits(self.pvdb)
+        try:  # the profile's plan policy (when no --policy file names one)
+            self.gate.apply_profile(setup.access_policy)
+        except ValueError as exc:
+            await self.status.refuse(f"Reload: {exc}; the plan policy in service stays")
         if self.gate.acf_path is not None:  # Reload re-reads the access security file too
             try:
                 await self.gate_pvs.reload_access()

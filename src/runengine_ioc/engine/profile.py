@@ -49,6 +49,10 @@ class Profile:
     callbacks: Sequence[Callable[[str, dict], Any]] = field(default_factory=list)
     suspenders: Sequence[Any] = field(default_factory=list)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # who may run what (runengine_ioc.access): the --policy file's content, and PVs moved to
+    # other access security groups; the --policy file, when given, wins
+    access_policy: Mapping[str, Any] | None = None
+    access_groups: Mapping[str, str] = field(default_factory=dict)
 
 
 class ProfileError(RuntimeError):
@@ -132,6 +136,8 @@ class Setup:
     metadata: dict[str, Any]
     description: str
     on_applied: Callable[[], None] | None = None  # called once the IOC serves this set-up
+    access_policy: Mapping[str, Any] | None = None  # the profile's (see Profile)
+    access_groups: dict[str, str] = field(default_factory=dict)
 
 
 def build_setup(
@@ -170,4 +176,6 @@ def build_setup(
         as_list(profile.suspenders),
         dict(profile.metadata),
         source,
+        access_policy=profile.access_policy,
+        access_groups=dict(profile.access_groups),
     )
