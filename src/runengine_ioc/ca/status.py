@@ -144,6 +144,8 @@ class StatusGroup(IOCGroup):
     async def publish_event(self, event: WorkerEvent) -> None:
         if isinstance(event, StateChanged):
             severity = _STATE_SEVERITY.get(event.state, AlarmSeverity.NO_ALARM)
+            if event.stuck:  # ending a plan for longer than the halt timeout: Halt gives it up
+                severity = AlarmSeverity.MAJOR_ALARM
             await write_alarmed(self.state, event.state, severity)
         elif isinstance(event, PlanAccepted):
             self._run_start = None
