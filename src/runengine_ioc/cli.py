@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from caproto.server import common as caproto_server_common
+from caproto import _constants as caproto_constants
 from caproto.server import template_arg_parser
 
 from .ca.access_options import add_access_arguments, gate_settings
 from .ca.autosave import AUTOSAVE_FILE, Autosave
+from .ca.fanout import DEFAULT_SEND_TIMEOUT
 from .ca.refusal_log import install_refusal_log
 from .ca.server import RunEngineIOC, serve
 from .data import guarded_sinks as doc_sinks
@@ -102,9 +103,17 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         "--monitor-batch-time",
         type=float,
         default=DEFAULT_MONITOR_BATCH_TIME,
-        help="seconds caproto waits for more monitor updates to batch before sending "
-        f"(caproto's default: 0.01; here: {DEFAULT_MONITOR_BATCH_TIME}, for prompt State "
-        "changes; per-point values are coalesced anyway)",
+        help="under a fast stream of monitors, send to each client at most once per this many "
+        "seconds (one write for all); a first update after a quiet spell and put completions "
+        f"go at once (default: {DEFAULT_MONITOR_BATCH_TIME})",
+    )
+    parser.add_argument(
+        "--client-timeout",
+        type=float,
+        default=DEFAULT_SEND_TIMEOUT,
+        help="disconnect a client that has read nothing for this many seconds (it stalls "
+        "only itself meanwhile; its monitors wait, newest value kept) "
+        f"(default: {DEFAULT_SEND_TIMEOUT:g})",
     )
     parser.add_argument(
         "--data-capacity",
@@ -318,6 +327,8 @@ async def _main(
         interfaces=run_options["interfaces"],
         log_pv_names=run_options["log_pv_names"],
         shutdown_timeout=args.shutdown_timeout,
+        client_timeout=args.client_timeout,
+        monitor_batch_time=args.monitor_batch_time,
         startup_note="; ".join(note for note in (interrupted, restored, queue_note) if note),
     )
     queue.close()
@@ -366,8 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("caproto").propagate = False  # caproto has its own handler
-    # caproto reads this module setting (CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC) in its send loop
-    caproto_server_common.HIGH_LOAD_TIMEOUT = args.monitor_batch_time
+    # each subscription's backlog is bounded by our fan-out (ca/fanout.py), not caproto's
+    # max_subscription_backlog: its warning for every long array PV would be noise
+    caproto_constants.SUBSCRIPTION_BACKLOG_WARN_THRESHOLD_ELEMENTS = 0
     # a refused put: one line (rate-limited per client), not caproto's traceback (-v: both)
     remove_refusal_log = install_refusal_log()
     if args.verbose:

@@ -8,7 +8,6 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from caproto.asyncio.server import Context as ServerContext
 from caproto.server import PVGroup, SubGroup
 
 from ..engine.bridge import Bridge
@@ -23,6 +22,7 @@ from .control import ControlGroup
 from .data import DataGroup, SinksGroup, data_group_class
 from .diag import DiagGroup
 from .disk import DiskGroup
+from .fanout import DEFAULT_SEND_TIMEOUT, FanoutContext
 from .fields import guard_fields
 from .forms import PlanForm, build_form
 from .gate import Gate, GatedCommands, GateSettings
@@ -233,10 +233,15 @@ async def serve(
     log_pv_names: bool = False,
     shutdown_timeout: float = 10.0,
     startup_note: str = "",
+    client_timeout: float = DEFAULT_SEND_TIMEOUT,
+    monitor_batch_time: float = 0.0,
 ) -> int:
     """Serve until SIGINT/SIGTERM, then end any plan cleanly and return the exit code.
 
     ``startup_note`` is added to the first Status line (e.g. an interrupted run found).
+    The server is caproto's with EPICS base's monitor fan-out (:mod:`.fanout`): a client that
+    reads nothing for ``client_timeout`` s is dropped, monitors to a busy client share one
+    write per ``monitor_batch_time``.
     """
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
@@ -256,11 +261,13 @@ async def serve(
         + f"; {ioc.gate.settings.describe()}"
     )
     if ioc.gate.control.open:
-        log.warning("no --acf: access is open, any Channel Access client may write")
+        log.info("no --acf: access is open, any Channel Access client may write")
     publisher = asyncio.ensure_future(
         ioc.bridge.publish_forever(ioc, on_failure=ioc.publishing_failed)
     )
-    server_context = ServerContext(ioc.pvdb, interfaces)
+    server_context = FanoutContext(
+        ioc.pvdb, interfaces, send_timeout=client_timeout, batch_time=monitor_batch_time
+    )
     ioc.gate.server = server_context  # the gate sends new access rights on its circuits
     server = asyncio.ensure_future(server_context.run(log_pv_names=log_pv_names))
     waiter = asyncio.ensure_future(stop_requested.wait())
