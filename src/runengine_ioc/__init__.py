@@ -5,6 +5,8 @@ What a profile author may import from here (everything else is the IOC's own and
 - :class:`Profile`: what a beamline declares (devices, plans, callbacks, suspenders, metadata)
 - :class:`ProfileError`: raise it from ``build_profile`` to refuse a profile with a message
 - :class:`Units`: a ``typing.Annotated`` marker giving a plan parameter its EGU
+- :class:`PointFactor`: a ``typing.Annotated`` marker: the parameter multiplies into the
+  plan's number of points (checked against ``--max-points`` before the plan runs)
 - ``DEFAULT_PLANS``: the plan library's plans (``count``, ``scan``, ...)
 - :func:`read_run`, :func:`replay`, :func:`run_table`: read back the runs the IOC saved
 
@@ -19,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runengine_ioc.data.files import read_run, replay, run_table
-    from runengine_ioc.engine.annotations import Units
+    from runengine_ioc.engine.annotations import PointFactor, Units
     from runengine_ioc.engine.profile import Profile, ProfileError
     from runengine_ioc.plans import DEFAULT_PLANS
 
 __all__ = [
     "DEFAULT_PLANS",
+    "PointFactor",
     "Profile",
     "ProfileError",
     "Units",
@@ -35,6 +38,7 @@ __all__ = [
 
 _HOMES = {
     "DEFAULT_PLANS": "runengine_ioc.plans",
+    "PointFactor": "runengine_ioc.engine.annotations",
     "Profile": "runengine_ioc.engine.profile",
     "ProfileError": "runengine_ioc.engine.profile",
     "Units": "runengine_ioc.engine.annotations",

@@ -31,6 +31,7 @@ from .data.live_data import DEFAULT_CAPACITY, LiveData
 from .engine.bluesky_adapter import install_lazy_plan_stacks
 from .engine.bridge import Bridge
 from .engine.profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
+from .engine.registry import DEFAULT_MAX_POINTS
 from .engine.worker import DEFAULT_HALT_TIMEOUT, RunEngineWorker
 from .panels.generate import write_all
 from .panels.service import ControlRoom
@@ -45,6 +46,17 @@ DEFAULT_DATA_DIR = "~/runengine-data"
 #: caproto batches monitor updates for up to this long; its 10 ms default is most of the
 #: latency a client sees for a State change (benchmarks/README.md).
 DEFAULT_MONITOR_BATCH_TIME = 0.002
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (a limit of 0 would refuse every plan)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, Any]:
@@ -114,6 +126,14 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         help="disconnect a client that has read nothing for this many seconds (it stalls "
         "only itself meanwhile; its monitors wait, newest value kept) "
         f"(default: {DEFAULT_SEND_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--max-points",
+        type=_positive_int,
+        default=DEFAULT_MAX_POINTS,
+        help="refuse a plan of more points than this (num, the length of a list of positions, "
+        "the product over a grid's axes), at put and at Start, before anything runs; a "
+        f"profile's max_points may lower it (default: {DEFAULT_MAX_POINTS})",
     )
     parser.add_argument(
         "--data-capacity",
@@ -234,7 +254,7 @@ async def _main(
     args: argparse.Namespace, ioc_options: dict[str, Any], run_options: dict[str, Any]
 ) -> int:
     try:
-        setup = build_setup(args.profile, args.happi_db)
+        setup = build_setup(args.profile, args.happi_db, max_points=args.max_points)
     except ProfileError as exc:
         log.error("cannot start: %s", exc)
         return 2
@@ -269,7 +289,9 @@ async def _main(
         return 2
 
     def reloader() -> Setup:
-        reloaded = build_setup(args.profile, args.happi_db, reload_modules=[PLAN_LIBRARY])
+        reloaded = build_setup(
+            args.profile, args.happi_db, reload_modules=[PLAN_LIBRARY], max_points=args.max_points
+        )
         guarded = guard_profile_callbacks(reloaded, monitor, args.sink_queue_size)
         retiring = list(profile_sinks)
 

@@ -232,7 +232,8 @@ class PlanForm(IOCGroup):
         if argument is None and codec.info.kind in ("device", "json") and codec.info.required:
             raise ArgumentError(f"{self.plan_name}: argument {name!r}: a value is required")
         if argument is not None or not codec.info.optional:
-            self.registry.check_argument(self.plan_name, name, argument)
+            # with the form's other values: a grid's size is num1 x num2
+            self.registry.check_argument(self.plan_name, name, argument, self.arguments())
         await self._publish_args(**{name: argument})
         self.given.add(name)
         return value

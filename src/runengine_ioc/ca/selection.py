@@ -15,11 +15,21 @@ from .context import IOCGroup
 
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:
-    """Parse a JSON object typed by an operator; '' means {}."""
+    """Parse a JSON object typed by an operator; '' means {}.
+
+    ``NaN`` and ``Infinity`` are refused: Python's json reads them, but they are not JSON, and
+    a start document holding one could not be saved by a strict writer.
+    """
     if not text.strip():
         return {}
+
+    def not_json(constant: str) -> Any:
+        raise ArgumentError(f"{what}: {constant} is not a number JSON allows (a finite number)")
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=not_json)
+    except RecursionError:
+        raise ArgumentError(f"{what} is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ArgumentError(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}") from exc
     if not isinstance(value, dict):
@@ -93,5 +103,5 @@ class SelectionGroup(IOCGroup):
     @refusals_to_status("Metadata")
     async def metadata(self, instance: Any, value: Any) -> str:
         value = as_text(value)
-        validate_metadata(parse_json_object(value, "Metadata"))
+        validate_metadata(parse_json_object(value, "Metadata"), self.registry.metadata_keys)
         return value

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from caproto import AlarmSeverity, ChannelType
+from caproto import AlarmSeverity, AlarmStatus, ChannelType
 
 from ..engine.events import (
     RUN_ENGINE_STATES,
@@ -20,13 +20,36 @@ from ..engine.events import (
     StatusMessage,
     WorkerEvent,
 )
-from .common import clip_text, long_string, pv, write_alarmed
+from .common import clip_text, long_string, pv, write_alarmed, write_numeric_alarmed
 from .context import IOCGroup
 
 log = logging.getLogger(__name__)
 
 #: Smallest change of ElapsedTime/RemainingTime worth a monitor update while a run goes on.
 TIME_DEADBAND = 0.5
+
+#: What a longin (DBF_LONG) holds. A count beyond it (a start document may say
+#: ``num_points: 2**70``) is shown as the nearest end, with a MINOR alarm (status HIGH or LOW),
+#: never wrapped round nor left for caproto to fail on for every client.
+LONG_RANGE = (-(2**31), 2**31 - 1)
+
+
+def fit_long(value: int) -> tuple[int, bool]:
+    """``value`` clamped into :data:`LONG_RANGE`, and whether it had to be."""
+    low, high = LONG_RANGE
+    clamped = min(max(int(value), low), high)
+    return clamped, clamped != value
+
+
+async def write_long(channel: Any, value: int) -> None:
+    """Publish a count on a longin: clamped, with a MINOR alarm while it does not fit."""
+    clamped, clipped = fit_long(value)
+    severity = AlarmSeverity.MINOR_ALARM if clipped else AlarmSeverity.NO_ALARM
+    status = AlarmStatus.HIGH if value > 0 else AlarmStatus.LOW
+    if clamped == channel.value and channel.alarm.severity == severity:
+        return
+    await write_numeric_alarmed(channel, clamped, severity, status)
+
 
 _STATE_SEVERITY = {
     "paused": AlarmSeverity.MINOR_ALARM,
@@ -124,6 +147,7 @@ class StatusGroup(IOCGroup):
         self._run_start: float | None = None
         self._total: int | None = None
         self._last_progress: Progress | None = None
+        self._plans_ended = 0
 
     # ------------------------------------------------------------- messages
     async def say(self, text: str) -> None:
@@ -159,7 +183,7 @@ class StatusGroup(IOCGroup):
             self._run_start = event.start_time
             self._total = event.total_points
             self._last_progress = None
-            await self.scan_id.write(event.scan_id)
+            await write_long(self.scan_id, event.scan_id)
             await self.run_uid.write(event.uid[:39])
             await self._write_progress(0, event.total_points, 0.0, -1.0)
         elif isinstance(event, RunClosed):
@@ -177,7 +201,8 @@ class StatusGroup(IOCGroup):
         await write_alarmed(self.exit_status, event.exit_status.value, severity)
         uid = f" (run {event.run_uids[-1][:8]})" if event.run_uids else ""
         await self.say(f"{event.plan_name} {event.exit_status.value}: {event.message}{uid}")
-        await self.plan_count.write(self.plan_count.value + 1)
+        self._plans_ended += 1
+        await write_long(self.plan_count, self._plans_ended)
         await self.busy.write(0)
         await self.context.start.write(0, verify_value=False)
 
@@ -209,10 +234,9 @@ class StatusGroup(IOCGroup):
     async def _write_progress(
         self, current: int, total: int | None, elapsed: float, remaining: float
     ) -> None:
-        if current != self.current_point.value:
-            await self.current_point.write(current)
-        if (total or 0) != self.total_points.value:
-            await self.total_points.write(total or 0)
+        await write_long(self.current_point, current)
+        await write_long(self.total_points, total or 0)
+        # from the counts themselves, not the clamped PVs
         percent = min(100.0, 100.0 * current / total) if total else 0.0
         if percent != self.progress.value:
             await self.progress.write(percent)

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .registry import Registry
+from .registry import DEFAULT_MAX_POINTS, Registry
 
 DEFAULT_PROFILE = "runengine_ioc.sim.profiles.sim"
 
@@ -39,7 +39,11 @@ class Profile:
     suspenders
         bluesky suspenders installed on the RunEngine.
     metadata
-        Defaults merged into every start document (e.g. ``beamline_id``).
+        Defaults merged into every start document (e.g. ``beamline_id``); a client's Metadata
+        may not replace them.
+    max_points
+        The largest plan (in points) this beamline runs, ``None`` for the IOC's
+        ``--max-points`` alone; the smaller of the two applies.
     """
 
     devices: Mapping[str, Any] | Sequence[Any] = field(default_factory=dict)
@@ -53,6 +57,7 @@ class Profile:
     # other access security groups; the --policy file, when given, wins
     access_policy: Mapping[str, Any] | None = None
     access_groups: Mapping[str, str] = field(default_factory=dict)
+    max_points: int | None = None
 
 
 class ProfileError(RuntimeError):
@@ -141,9 +146,16 @@ class Setup:
 
 
 def build_setup(
-    spec: str, happi_db: str | None = None, *, reload_modules: Sequence[str] = ()
+    spec: str,
+    happi_db: str | None = None,
+    *,
+    reload_modules: Sequence[str] = (),
+    max_points: int = DEFAULT_MAX_POINTS,
 ) -> Setup:
     """Load the profile (and happi devices) and build the registry; ProfileError if broken.
+
+    ``max_points`` is the IOC's limit on a plan's size (``--max-points``); the profile's own
+    ``max_points``, if smaller, applies instead: either may only make the IOC safer.
 
     The modules named in ``reload_modules`` (the plan library, on Reload) are re-read first, so
     a Reload picks up their edits. They are named, not imported here: the engine does not
@@ -165,8 +177,17 @@ def build_setup(
             if name in devices:
                 raise ProfileError(f"device {name!r} is both in the profile and in happi")
             devices[name] = device
+    limit = max_points
+    if profile.max_points is not None:
+        if isinstance(profile.max_points, bool) or not isinstance(profile.max_points, int):
+            raise ProfileError(f"profile {spec!r}: max_points must be an integer")
+        if profile.max_points < 1:
+            raise ProfileError(f"profile {spec!r}: max_points must be at least 1")
+        limit = min(limit, profile.max_points)
     try:
-        registry = Registry(devices, profile.plans)
+        registry = Registry(
+            devices, profile.plans, max_points=limit, metadata_keys=profile.metadata
+        )
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"profile {spec!r}: {exc}") from exc
     source = spec + (f" + happi {happi_db}" if happi_db else "")

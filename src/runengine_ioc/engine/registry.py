@@ -6,6 +6,11 @@ tuple; ``Annotated[..., pydantic.Field(...)]`` constraints are honoured. A param
 annotated with a device type (a runtime-checkable protocol such as ``Readable``, or any
 class that is not a data type), a sequence of them, or an Optional/Union of them, takes
 device names; a sequence also takes one string of names separated by spaces or commas.
+
+A plan's size (its number of points, from the parameters marked
+:class:`~.annotations.PointFactor`) is checked against ``max_points`` with the arguments, so
+a plan too big to run is refused before its generator is made; parameter names the IOC uses
+for its forms' own PVs (:data:`RESERVED_PARAMETER_NAMES`) are refused at registration.
 """
 
 from __future__ import annotations
@@ -27,15 +32,32 @@ from .signatures import (
     describe_parameter,
     device_field,
     device_kind,
+    factor_of,
+    is_point_factor,
     parameter_docs,
     plan_parameters,
     strictify,
     unpartial,
 )
 
-__all__ = ["ArgumentError", "ParameterInfo", "Registry", "ValidatedPlan", "device_kind"]
+__all__ = [
+    "DEFAULT_MAX_POINTS",
+    "RESERVED_PARAMETER_NAMES",
+    "ArgumentError",
+    "ParameterInfo",
+    "Registry",
+    "ValidatedPlan",
+    "device_kind",
+]
 
 _NAME_RE = re.compile(r"^[^\s,.]+$")
+
+#: Largest plan (in points) an IOC runs unless told otherwise (``--max-points``).
+DEFAULT_MAX_POINTS = 1_000_000
+
+#: Names of a plan form's own PVs (``<plan>:Start`` ...): a parameter of the same name would
+#: be served on the same PV, so it is refused. The CA side checks its forms against this.
+RESERVED_PARAMETER_NAMES = frozenset({"Start", "Queue", "Doc", "Schema", "Args"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,8 @@ class _PlanSpec:
     field_to_param: Mapping[str, str]  # model field "p0" -> parameter name
     summary: str
     parameters: tuple[ParameterInfo, ...]  # for forms, in signature order
+    factors: tuple[str, ...]  # parameters marked PointFactor: their product is the size
+    defaults: Mapping[str, Any]  # the defaults of the optional parameters
 
 
 def _keyed(what: str, items: Mapping[str, Any] | Iterable[Any], attr: str) -> dict[str, Any]:
@@ -98,15 +122,26 @@ class Registry:
 
     Devices given as an iterable are keyed by ``.name``, plans by ``__name__``. ValueError
     for duplicate or invalid names; TypeError for a plan that is not a generator function,
-    takes ``*args`` / ``**kwargs`` / positional-only parameters, or has annotations that
+    takes ``*args`` / ``**kwargs`` / positional-only parameters, has a parameter named like
+    one of the form's own PVs (:data:`RESERVED_PARAMETER_NAMES`), or has annotations that
     cannot be validated.
+
+    ``max_points`` bounds the size of a plan (see :meth:`points`); ``metadata_keys`` are the
+    profile's own start-document keys, which a client's metadata may not replace.
     """
 
     def __init__(
         self,
         devices: Mapping[str, Any] | Iterable[Any],
         plans: Mapping[str, Callable[..., Any]] | Iterable[Callable[..., Any]],
+        *,
+        max_points: int = DEFAULT_MAX_POINTS,
+        metadata_keys: Iterable[str] = (),
     ) -> None:
+        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+            raise ValueError(f"max_points must be a positive integer, got {max_points!r}")
+        self.max_points = max_points
+        self.metadata_keys: frozenset[str] = frozenset(metadata_keys)
         self._devices = _keyed("device", devices, "name")
         self.device_names: tuple[str, ...] = tuple(sorted(self._devices))
         self._plans = {
@@ -217,8 +252,18 @@ class Registry:
 
     # -- validation ----------------------------------------------------------------------
 
-    def check_argument(self, plan_name: str, parameter: str, value: Any) -> None:
-        """Check one argument on its own (as a form field is put); ArgumentError if wrong."""
+    def check_argument(
+        self,
+        plan_name: str,
+        parameter: str,
+        value: Any,
+        others: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Check one argument (as a form field is put); ArgumentError if wrong.
+
+        ``others`` are the values the form holds for the other parameters: with them the
+        plan's size is checked as it would be at Start (``num2`` of a grid times ``num1``).
+        """
         spec = self._spec(plan_name)
         if parameter not in spec.params:
             raise ArgumentError(f"{spec.name}: unknown argument {parameter!r}")
@@ -231,6 +276,36 @@ class Registry:
                     raise ArgumentError(_format_error(spec, error)) from None
         except Exception as exc:
             raise ArgumentError(f"{spec.name}: argument {parameter!r} refused: {exc}") from None
+        if parameter in spec.factors:
+            self._check_size(spec, {**(others or {}), parameter: value})
+
+    # -- size ----------------------------------------------------------------------------
+
+    def points(self, plan_name: str, arguments: Mapping[str, Any]) -> int | None:
+        """How many points the plan takes with these arguments; None if it does not say.
+
+        The product over the parameters marked :class:`~.annotations.PointFactor` (the
+        plan's defaults for those not given): an integer counts as itself, a list as its
+        length, anything else as 1 (validation refuses it anyway).
+        """
+        return _points(self._spec(plan_name), arguments)
+
+    def _check_size(self, spec: _PlanSpec, arguments: Mapping[str, Any]) -> None:
+        total = _points(spec, arguments)
+        if total is None or total <= self.max_points:
+            return
+        given = {**spec.defaults, **arguments}
+        factors = [f for f in spec.factors if factor_of(given.get(f)) != 1] or list(spec.factors)
+        how = " x ".join(
+            f"{f} {given.get(f)}"
+            if isinstance(given.get(f), int)
+            else f"{factor_of(given.get(f))} {f}"
+            for f in factors
+        )
+        raise ArgumentError(
+            f"{spec.name}: {total} points ({how}) is more than this IOC runs "
+            f"(at most {self.max_points} points: --max-points, Profile.max_points)"
+        )
 
     def validate(self, plan_name: str, arguments: Mapping[str, Any]) -> ValidatedPlan:
         """Check ``arguments`` for the plan ``plan_name``; resolve device names.
@@ -271,6 +346,7 @@ class Registry:
                 raise ArgumentError(f"{spec.name}: missing argument {param!r}")
 
         instance = spec.model.model_validate(dict(arguments))
+        self._check_size(spec, arguments)
         resolved = {
             spec.field_to_param[fname]: getattr(instance, fname)
             for fname in spec.model.model_fields
@@ -286,6 +362,13 @@ class Registry:
 
     def _build_spec(self, name: str, plan: Callable[..., Any]) -> _PlanSpec:
         params = plan_parameters(name, plan)  # TypeError for unsupported plans
+        for param in params:
+            if param.name in RESERVED_PARAMETER_NAMES:
+                reserved = ", ".join(sorted(RESERVED_PARAMETER_NAMES))
+                raise TypeError(
+                    f"plan {name!r}: parameter {param.name!r} has the name of one of its "
+                    f"form's own PVs ({reserved}); rename the parameter"
+                )
         docs = parameter_docs(plan)
         fields: dict[str, Any] = {}
         field_to_param: dict[str, str] = {}
@@ -316,8 +399,19 @@ class Registry:
         infos = tuple(
             describe_parameter(p, docs.get(p.name, ""), self._candidates(p)) for p in params
         )
+        factors = tuple(p.name for p in params if is_point_factor(p.annotation))
+        defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         return _PlanSpec(
-            name, plan, model, names, frozenset(required), field_to_param, summary, infos
+            name,
+            plan,
+            model,
+            names,
+            frozenset(required),
+            field_to_param,
+            summary,
+            infos,
+            factors,
+            defaults,
         )
 
     def _candidates(self, param: Param) -> tuple[str, ...]:
@@ -325,6 +419,16 @@ class Registry:
             return ()
         types = param.device.types
         return tuple(n for n in self.device_names if isinstance(self._devices[n], types))
+
+
+def _points(spec: _PlanSpec, arguments: Mapping[str, Any]) -> int | None:
+    if not spec.factors:
+        return None
+    total = 1
+    for name in spec.factors:
+        value = arguments[name] if name in arguments else spec.defaults.get(name)
+        total *= factor_of(value)
+    return total
 
 
 _EXPECTED = {  # pydantic error type -> what we say

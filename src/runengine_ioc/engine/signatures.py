@@ -30,7 +30,7 @@ import pydantic
 from bluesky.protocols import Flyable, Movable, Readable
 from pydantic_core import PydanticCustomError
 
-from .annotations import Units
+from .annotations import PointFactor, Units
 
 SEPARATORS = re.compile(r"[\s,]+")
 
@@ -274,6 +274,36 @@ def device_field(
     if spec.optional:
         schema = {"anyOf": [schema, {"type": "null"}]}
     return Annotated[Any, pydantic.PlainValidator(validate), pydantic.WithJsonSchema(schema)]
+
+
+# -- the size of a plan ---------------------------------------------------------------
+
+
+def is_point_factor(annotation: Any) -> bool:
+    """True if a PointFactor marks the annotation (at any level of Annotated, or Optional)."""
+    stack = [annotation]
+    while stack:
+        tp = stack.pop()
+        if get_origin(tp) is Annotated:
+            if any(isinstance(meta, PointFactor) for meta in tp.__metadata__):
+                return True
+            stack.append(get_args(tp)[0])
+        elif get_origin(tp) in (Union, UnionType):
+            stack.extend(get_args(tp))
+    return False
+
+
+def factor_of(value: Any) -> int:
+    """What one PointFactor parameter contributes: an int itself, a list its length."""
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int):
+        return max(value, 1)
+    if isinstance(value, list | tuple):
+        return max(len(value), 1)
+    if isinstance(value, str):  # a list of names given as one string (devices)
+        return max(len(value.replace(",", " ").split()), 1)
+    return 1
 
 
 # -- parameters as form fields ----------------------------------------------------------

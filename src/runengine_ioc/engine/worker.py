@@ -191,7 +191,7 @@ class RunEngineWorker:
     ) -> int:
         """Validate and queue a plan; returns its ticket. Raises ArgumentError or Refused."""
         plan = self._registry.validate(plan_name, arguments)
-        md = validate_metadata(metadata)
+        md = validate_metadata(metadata, self._registry.metadata_keys, client=False)
         with self._lock:
             if self._job is not None:
                 raise Refused(

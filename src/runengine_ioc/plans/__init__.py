@@ -22,11 +22,12 @@ from bluesky.protocols import Movable, Readable
 from bluesky.utils import Msg
 from pydantic import Field
 
-from runengine_ioc.engine.annotations import Units
+from runengine_ioc.engine.annotations import PointFactor, Units
 
 __all__ = [
     "DEFAULT_PLANS",
     "MsgGenerator",
+    "PointFactor",
     "Units",
     "count",
     "grid_scan",
@@ -42,10 +43,12 @@ MsgGenerator = Generator[Msg, Any, Any]
 
 # Constrained scalar types. To a type checker these are plain ``int`` / ``float``; the
 # pydantic metadata is read by the registry and shows in the plans' JSON schemas.
-Points = Annotated[int, Field(ge=1)]
+# PointFactor marks what multiplies into a plan's number of points, so that the IOC can
+# refuse a plan beyond its --max-points before bluesky builds the whole trajectory.
+Points = Annotated[int, Field(ge=1), PointFactor()]
 Position = Annotated[float, Field(allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False), Units("s")]
-Positions = Annotated[Sequence[Position], Field(min_length=1)]
+Positions = Annotated[Sequence[Position], Field(min_length=1), PointFactor()]
 
 
 def _check_detectors(detectors: Sequence[Readable]) -> list[Readable]:
