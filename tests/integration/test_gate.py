@@ -107,6 +107,13 @@ def test_rights_follow_the_clients_user_and_host(gated):
         alice.put_wait("PlanName", "count")
         assert wait_audit(gated.audit, user="alice", pv="PlanName")["accepted"]
         assert gated.ca.get("PlanName") == "count"
+        # writes that caproto alone would turn away are in the log too
+        eve.put("State", 1)
+        assert wait_audit(gated.audit, user="eve", pv="State")["reason"] == "read-only PV"
+        alice.put("Start.DESC", "mine")
+        line = wait_audit(gated.audit, user="alice", pv="Start.DESC")
+        assert not line["accepted"] and "record fields are not writable" in line["reason"]
+        assert gated.ca.get("Start.DESC") != "mine"
 
 
 def test_forbidden_plans_and_devices_are_refused_naming_the_rule(gated):

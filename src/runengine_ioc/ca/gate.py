@@ -140,13 +140,21 @@ class Gate:
             writable = AccessRights.WRITE in channel.check_access(None, None)
             group = group_of(label, self.overrides, form=form, writable=writable)
             self.groups[name] = group
-            channel.check_access = functools.partial(self._rights, group, writable)
-            if writable:
-                channel.auth_write = functools.partial(self._auth_write, channel, label, group)
+            self._gate(channel, label, group, writable)
+            # record fields: the PV's group; read-only while an access security file is in
+            # service; their writes (and refusals) audited like the PVs'
             fields = getattr(getattr(channel, "field_inst", None), "pvdb", None) or {}
-            if not self.control.open:  # record fields: the PV's group, read-only
-                for field in fields.values():
-                    field.check_access = functools.partial(self._rights, group, False)
+            for field_name, record_field in fields.items():
+                if record_field is channel:
+                    continue
+                field_writable = self.control.open and (
+                    AccessRights.WRITE in record_field.check_access(None, None)
+                )
+                self._gate(record_field, f"{label}.{field_name}", group, field_writable)
+
+    def _gate(self, channel: Any, label: str, group: str, writable: bool) -> None:
+        channel.check_access = functools.partial(self._rights, group, writable)
+        channel.auth_write = functools.partial(self._auth_write, channel, label, group, writable)
 
     def read_input(self, name: str) -> float | None:
         """The value of an ACF input (``INPA``...) served by this IOC; None if not ours.
@@ -185,6 +193,7 @@ class Gate:
         channel: Any,
         label: str,
         group: str,
+        writable: bool,
         hostname: Any,
         username: Any,
         data: Any,
@@ -196,7 +205,12 @@ class Gate:
     ) -> Any:
         client = Client(username or "", hostname or "")
         arrived = time.time()
-        reason = self.control.write_refusal(group, client)
+        if writable:
+            reason = self.control.write_refusal(group, client)
+        elif "." in label:
+            reason = "record fields are not writable by clients (access security in service)"
+        else:
+            reason = "read-only PV"
         if reason is not None:
             self.record(client, label, data, False, reason, when=arrived)
             await self.refuse(f"{label}: {reason}")
