@@ -39,7 +39,8 @@ def run(op: dict[str, Any]) -> Any:
         return {"error": "not connected"}
     if op["op"] == "ctrl":
         ctrl = pv.get_ctrlvars(timeout=5) or {}
-        ctrl.pop("timestamp", None)
+        for key in ("timestamp", "posixseconds", "nanoseconds"):
+            ctrl.pop(key, None)
         return {
             "value": pv.get(timeout=5),
             "type": pv.type,

@@ -5,12 +5,16 @@ client)."""
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 
+import pytest
 from caproto import ChannelType
 
 from tests.polling import wait_until
 
 from .ca_tools import monitor_values
+from .conftest import TEST_PROFILE, IOCProcess, _free_port, loopback_env
 from .gate_clients import named_clients
 from .pyepics_ops import pyepics
 
@@ -34,6 +38,21 @@ OWNED_FIELDS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def ioc(tmp_path_factory: pytest.TempPathFactory, repeater_port: int) -> Iterator[IOCProcess]:
+    """One IOC (test profile) for this module's tests: each leaves it idle."""
+    tmp = tmp_path_factory.mktemp("records")
+    port = _free_port()
+    prefix = f"T{uuid.uuid4().hex[:8]}:"
+    args = ["--prefix", prefix, "--data-dir", str(tmp / "data"), "--profile", str(TEST_PROFILE)]
+    ioc = IOCProcess(prefix, port, loopback_env(port, repeater_port), tmp / "data", tmp / "l", args)
+    try:
+        ioc.start()
+        yield ioc
+    finally:
+        ioc.stop()
+
+
 def test_record_fields_are_the_iocs(ioc) -> None:  # type: ignore[no-untyped-def]
     """Every owned field refuses a put (caput fails, Status says why), keeping its value; a
     plan that fails afterwards still shows fail with a MAJOR alarm, Busy and PlanCount move,
@@ -47,13 +66,14 @@ def test_record_fields_are_the_iocs(ioc) -> None:  # type: ignore[no-untyped-def
         assert status.startswith(f"refused: {field}: record fields belong to the IOC"), status
     assert {field: ca.get(field) for field, _ in OWNED_FIELDS} == before
 
+    plans_ended = int(ca.get("PlanCount"))
     monitor = ca.monitor("State")
     ca.configure("fail_after", {"detectors": ["det"], "points": 1})
     ca.put("Start", 1)  # completes when the plan has ended (it fails)
     assert ca.wait_for("ExitStatus", "fail") == "fail"
     assert ca.get_alarm("ExitStatus") == ("MAJOR", "STATE")
     assert ca.get("Busy") == "Idle"
-    assert ca.get("PlanCount") == "1"
+    assert ca.get("PlanCount") == str(plans_ended + 1)
     states = monitor_values(monitor.finish(lambda out: out.count("idle") >= 2), "State")
     assert states[0] == "idle" and "running" in states and states[-1] == "idle", states
 
@@ -92,10 +112,11 @@ def test_event_masks(ioc) -> None:  # type: ignore[no-untyped-def]
     by_mask = {
         mask: ca._background("camonitor", "-m", mask, "-t", "n", *pvs) for mask in ("va", "a", "l")
     }
+    first = {n: ca.get(n) for n in ("PlanName", "ExitStatus")}  # the first updates
     for tool in by_mask.values():  # each has its first update of every PV
         wait_until(lambda tool=tool: tool.output.count("\n") >= len(pvs), 10, what="camonitor")
-    ca.put_ok("PlanName", "count")
-    ca.put_ok("PlanName", "count")  # the same again: no event at all
+    ca.put_ok("PlanName", "scan")  # (no other test here selects scan)
+    ca.put_ok("PlanName", "scan")  # the same again: no event at all
     ca.configure("count", {"detectors": ["det"], "num": 12, "delay": 0.1})
     ca.put_ok("Start", 1)
     ca.configure("fail_after", {"detectors": ["det"], "points": 1})
@@ -106,15 +127,17 @@ def test_event_masks(ioc) -> None:  # type: ignore[no-untyped-def]
     value = {n: monitor_values(out["va"], n) for n in names}
     alarm = {n: monitor_values(out["a"], n) for n in names}
     log = {n: monitor_values(out["l"], n) for n in names}
-    assert value["PlanName"] == ["count", "fail_after"], value["PlanName"]  # "" not listed
+    shown = [first["PlanName"]] if first["PlanName"] else []  # "" is not listed
+    assert value["PlanName"] == [*shown, "scan", "count", "fail_after"], value["PlanName"]
     # 12 points: progress goes up in steps of 8.3 %: every one to value monitors and the
     # archive (more than ADEL 1 each time)
     assert len(value["Progress"]) >= 12 and len(log["Progress"]) >= 12
     # the alarm monitor: the first update, then only the MAJOR alarm of fail
     assert alarm["Progress"] == ["0"], alarm["Progress"]
-    assert alarm["PlanName"] == [], alarm["PlanName"]  # its first update: "", not listed
+    assert alarm["PlanName"] == shown, alarm["PlanName"]
     assert alarm["State"] == ["idle"], alarm["State"]
-    assert alarm["ExitStatus"] == ["none", "fail"], alarm["ExitStatus"]
+    cleared = ["none"] if first["ExitStatus"] == "fail" else []  # MAJOR to no alarm
+    assert alarm["ExitStatus"] == [first["ExitStatus"], *cleared, "fail"], alarm["ExitStatus"]
     # the archive gets the clock once it moved 1 s (the run lasts ~1.2 s): few updates
     assert len(log["ElapsedTime"]) < len(value["ElapsedTime"]), (log, value)
 
@@ -122,14 +145,15 @@ def test_event_masks(ioc) -> None:  # type: ignore[no-untyped-def]
 def test_event_masks_property(ioc) -> None:  # type: ignore[no-untyped-def]
     """A property monitor gets the first update only while nothing but values change."""
     ca = ioc.ca
+    first = ca.get("PlanName")
     tool = ca._background("camonitor", "-m", "p", "-t", "n", ca.pv("PlanName"), ca.pv("State"))
     wait_until(lambda: tool.output.count("\n") >= 2, 10, what="camonitor")
     ca.put_ok("PlanName", "count")
     ca.configure("count", {"detectors": ["det"], "num": 2})
-    ca.put_ok("Start", 1)
-    ca.wait_for("ExitStatus", "success")
+    ca.put_ok("Start", 1)  # completes when the plan has ended
     out = tool.finish()
-    assert monitor_values(out, "PlanName") == [] and monitor_values(out, "State") == ["idle"]
+    assert monitor_values(out, "PlanName") == ([first] if first else [])
+    assert monitor_values(out, "State") == ["idle"]
     assert out.count("\n") == 2, out
 
 

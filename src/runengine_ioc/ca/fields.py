@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from caproto import ChannelType
+
 #: Fields a client may still write (none: see README, "Record fields"). A field named here
 #: keeps caproto's own behaviour.
 CLIENT_FIELDS: frozenset[str] = frozenset()
@@ -60,3 +62,25 @@ def _refusing_writer(
         raise FieldReadOnly(text)
 
     return write_from_dbr
+
+
+#: A waveform's ``FTVL`` for each caproto data type (caproto leaves it at its first state,
+#: STRING, so a client reading ``PlanArgs.FTVL`` was told STRING for a char array).
+_FTVL = {
+    ChannelType.STRING: "STRING",
+    ChannelType.CHAR: "CHAR",
+    ChannelType.INT: "SHORT",
+    ChannelType.LONG: "LONG",
+    ChannelType.FLOAT: "FLOAT",
+    ChannelType.DOUBLE: "DOUBLE",
+    ChannelType.ENUM: "ENUM",
+}
+
+
+async def publish_field_types(pvdb: Mapping[str, Any]) -> None:
+    """Give every waveform its true ``FTVL`` (the IOC writes its own fields directly)."""
+    for name, channel in pvdb.items():
+        field = None if "." in name else (getattr(channel, "fields", None) or {}).get("FTVL")
+        ftvl = _FTVL.get(channel.data_type)
+        if field is not None and ftvl is not None and field.value != ftvl:
+            await field.write(ftvl)

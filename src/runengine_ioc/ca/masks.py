@@ -22,6 +22,7 @@ as caproto's own ``publish`` puts them (queueing and sending to each client are 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -80,6 +81,14 @@ class EventFilter:
         self.log_sent = channel.value  # ALST
         self.stamp = self._stamp()
         self.alarm = self._alarm()
+        self.writing = 0  # writes of the channel under way (a putter may be running)
+
+    def value_written(self) -> bool:
+        """Whether the value changed since the last publish (its timestamp moved)."""
+        return self._stamp() != self.stamp
+
+    def alarm_changed(self) -> bool:
+        return self._alarm() != self.alarm
 
     def _stamp(self) -> tuple[int, int]:
         stamp = self.channel.epics_timestamp
@@ -162,11 +171,26 @@ def install_masks(pvdb: Mapping[str, Any], prefix: str) -> None:
         if deadband is not None and hasattr(channel, "log_atol"):
             channel.log_atol = deadband
         event_filter = EventFilter(channel)
-
-        async def publish(
-            flags: int, _channel: Any = channel, _f: EventFilter = event_filter
-        ) -> None:
-            await publish_filtered(_channel, _f.events(flags))
-
         channel._event_filter = event_filter
-        channel.publish = publish
+        channel.publish = functools.partial(_publish, channel, event_filter)
+        channel.write = functools.partial(_write, channel, event_filter, channel.write)
+
+
+async def _publish(channel: Any, event_filter: EventFilter, flags: int) -> None:
+    if event_filter.writing and not flags & _PROPERTY and not event_filter.value_written():
+        # an alarm change in the middle of a write (a putter clearing the alarm, caproto
+        # raising WRITE on a refusal): it goes out with the write's value, as EPICS posts
+        # alarm and value together once the record has processed
+        channel._content.clear()
+        return
+    await publish_filtered(channel, event_filter.events(flags))
+
+
+async def _write(channel: Any, event_filter: EventFilter, write: Any, *args: Any, **kw: Any) -> Any:
+    event_filter.writing += 1
+    try:
+        return await write(*args, **kw)
+    finally:
+        event_filter.writing -= 1
+        if not event_filter.writing and event_filter.alarm_changed():
+            await publish_filtered(channel, event_filter.events(0))  # refused or skipped

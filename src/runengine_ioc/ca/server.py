@@ -23,7 +23,7 @@ from .data import DataGroup, SinksGroup, data_group_class
 from .diag import DiagGroup
 from .disk import DiskGroup
 from .fanout import DEFAULT_SEND_TIMEOUT, FanoutContext
-from .fields import guard_fields
+from .fields import guard_fields, publish_field_types
 from .forms import PlanForm, build_form
 from .gate import Gate, GatedCommands, GateSettings
 from .heartbeat import HeartbeatGroup
@@ -144,6 +144,7 @@ class RunEngineIOC(PVGroup):
         for form in self.forms.values():
             await form.initialize()
         await epics_limits(self.pvdb)  # display and alarm limits as EPICS reports them
+        await publish_field_types(self.pvdb)  # FTVL of the waveforms
         await self.setup.publish_setup(self.description, self.registry)
         await self.queue_pvs.initialize()  # the stored queue; Autostart if configured
 
@@ -175,6 +176,7 @@ class RunEngineIOC(PVGroup):
         for form in self.forms.values():
             await form.initialize()
         await epics_limits(self.pvdb)
+        await publish_field_types(self.pvdb)
         try:  # the profile's plan policy (when no --policy file names one)
             self.gate.apply_profile(setup.access_policy)
         except ValueError as exc:
