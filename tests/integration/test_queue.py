@@ -7,12 +7,20 @@ profile, which has a ``fail_after`` plan, and drives it with caget/caput.
 from __future__ import annotations
 
 import json
+import random
+import sqlite3
+import threading
+import time
 import uuid
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.polling import wait_until
+
+from .ca_tools import CaTools
 
 COUNT = {"detectors": ["det"], "num": 1}
 SLOW = {"detectors": ["det"], "num": 30, "delay": 0.1}  # about 3 s
@@ -88,22 +96,25 @@ def test_add_move_remove_clear_and_who_added(ioc) -> None:  # type: ignore[no-un
     assert item_state(ioc, first) == "unknown"  # removed, never ran
 
 
-@pytest.mark.parametrize(
-    ("request_", "why"),
-    [
-        ({"plan": "nope"}, "unknown plan"),
-        ({"plan": "count", "args": {"detectors": ["det"], "num": "ten"}}, "num"),
-        ({"plan": "count", "args": COUNT, "metadata": {"uid": "x"}}, "uid"),
-        ({"plan": "count", "args": COUNT, "metadata": {"queue_item_uid": "x"}}, "queue"),
-        ({"plan": "count", "args": COUNT, "colour": 1}, "unknown key"),
-    ],
-)
-def test_a_refused_add_fails_the_put_and_says_why(ioc, request_, why) -> None:  # type: ignore[no-untyped-def]
-    result = ioc.ca.put("Queue:Add", request_, string=True)
-    assert not result.ok
-    status = ioc.ca.get_text("Status")
-    assert "Queue:Add" in status and why in status, status
+REFUSED_ADDS = [
+    ({"plan": "nope"}, "unknown plan"),
+    ({"plan": "count", "args": {"detectors": ["det"], "num": "ten"}}, "num"),
+    ({"plan": "count", "args": COUNT, "metadata": {"uid": "x"}}, "uid"),
+    ({"plan": "count", "args": COUNT, "metadata": {"queue_item_uid": "x"}}, "queue"),
+    ({"plan": "count", "args": COUNT, "colour": 1}, "unknown key"),
+    ({"plan": "count", "args": COUNT, "uid": "has space"}, "uid"),
+    ("[1, 2]", "JSON object"),
+]
+
+
+def test_a_refused_add_fails_the_put_and_says_why(ioc) -> None:  # type: ignore[no-untyped-def]
+    for request, why in REFUSED_ADDS:
+        result = ioc.ca.put("Queue:Add", request, string=True)
+        assert not result.ok, request
+        status = ioc.ca.get_text("Status")
+        assert "Queue:Add" in status and why in status, status
     assert items(ioc) == []
+    assert ioc.ca.get("Queue:Count") == "0"
 
 
 def test_a_uid_is_used_once(ioc) -> None:  # type: ignore[no-untyped-def]
@@ -297,3 +308,141 @@ def test_autostart_starts_when_an_item_is_added(ioc) -> None:  # type: ignore[no
     ca.wait_for("Item:State", "success")
     wait_idle(ioc)
     assert ca.get("Queue:Autostart") == "On"
+
+
+def test_two_iocs_side_by_side(make_ioc, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One plan per RunEngine: two IOCs, two prefixes, two ports, two queues running at once,
+    reached by one client environment that lists both servers (README's recipe)."""
+    first, second = make_ioc(), make_ioc()
+    assert first.port != second.port and first.data_dir != second.data_dir
+    env = dict(
+        first.env,
+        EPICS_CA_ADDR_LIST=f"127.0.0.1:{first.port} 127.0.0.1:{second.port}",
+        EPICS_CA_AUTO_ADDR_LIST="NO",
+    )
+    tools = [CaTools(env, first.prefix), CaTools(env, second.prefix)]
+    try:
+        queued = {}
+        for ioc, ca in zip((first, second), tools, strict=True):
+            queued[ioc.prefix] = [str(uuid.uuid4()) for _ in range(2)]
+            for uid in queued[ioc.prefix]:
+                ca.put_ok("Queue:Add", item(args=SLOW, uid=uid), string=True)
+        pending = [ca.start_put("Queue:Start", 1) for ca in tools]
+
+        def both_running() -> bool:
+            return all(ca.try_get("Queue:State") == "running" for ca in tools)
+
+        wait_until(both_running, 30, what="both queues running at once")
+        assert all(p.wait(60) == 0 for p in pending)
+        for ioc, ca in zip((first, second), tools, strict=True):
+            ran = json.loads(ca.get_text("History"))
+            assert [e["uid"] for e in ran] == queued[ioc.prefix]  # its own items only
+            assert all(e["state"] == "success" for e in ran)
+            assert len(ioc.runs()) == 2
+    finally:
+        for ca in tools:
+            ca.close()
+
+
+def _database(data_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """Read straight from the store of a killed IOC: state by uid, queued uids in order."""
+    with closing(sqlite3.connect(data_dir / "queue.sqlite")) as db:
+        states = dict(db.execute("SELECT uid, state FROM items").fetchall())
+        queued = [
+            row[0]
+            for row in db.execute(
+                "SELECT uid FROM items WHERE state = 'queued' ORDER BY position"
+            ).fetchall()
+        ]
+    return states, queued
+
+
+def _runs_by_item(data_dir: Path) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in sorted(data_dir.glob("*.jsonl")):
+        try:
+            start = json.loads(path.read_text().splitlines()[0])["doc"]
+        except (IndexError, ValueError):  # cut short by the kill before its first line
+            continue
+        found.setdefault(start.get("queue_item_uid", ""), []).append(start["uid"])
+    return found
+
+
+class Adder:
+    """Adds items in a thread, as fast as caput goes; remembers the acknowledged ones."""
+
+    def __init__(self, ca: CaTools) -> None:
+        self.ca = ca
+        self.acknowledged: list[str] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            uid = str(uuid.uuid4())
+            result = self.ca.put("Queue:Add", item(args=SHORT, uid=uid), string=True, timeout=5)
+            if result.ok:
+                self.acknowledged.append(uid)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(20)
+
+
+SHORT = {"detectors": ["det"], "num": 4, "delay": 0.05}
+
+
+def _check_restart(ioc, data_dir: Path, was_running: list[str]) -> int:  # type: ignore[no-untyped-def]
+    """After a kill: the queue did not start by itself; the item a kill caught running is
+    interrupted (not run again) with the runs its files show. How many were checked."""
+    ca = ioc.ca
+    assert ca.get("Queue:State") == "idle"
+    for uid in was_running:
+        ca.put_ok("Item:Uid", uid)
+        assert ca.get("Item:State") == "interrupted"
+        runs = json.loads(ca.get_text("Item:Runs"))
+        assert runs == _runs_by_item(data_dir).get(uid, [])
+    return len(was_running)
+
+
+#: 4 x 5 SIGKILLs; each restart of the IOC takes a second or two (much more on a loaded
+#: machine), so the kills are spread over four tests that can run in parallel.
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_sigkill_while_items_run_and_are_added_loses_nothing(make_ioc, tmp_path, seed) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILLs at random moments while one client adds items and the queue runs them: every
+    acknowledged add survives, no item runs twice, the item that was running is marked
+    interrupted (with its run uid) and the queue does not start by itself."""
+    rng = random.Random(seed)
+    data_dir = tmp_path / "data"
+    prefix = f"K{uuid.uuid4().hex[:8]}:"
+    acknowledged: list[str] = []
+    was_running: list[str] = []
+    interrupted_checked = 0
+    for cycle in range(5):
+        ioc = make_ioc(data_dir=data_dir, prefix=prefix)
+        interrupted_checked += _check_restart(ioc, data_dir, was_running)
+        adder = Adder(ioc.ca)
+        wait_until(lambda a=adder: a.acknowledged, 30, what="a first add")
+        ioc.ca.start_put("Queue:Start", 1)
+        # a random moment: 0.2-1.7 s into adding and running (the moment is the test's input)
+        time.sleep(rng.uniform(0.2, 1.7))
+        ioc.kill()
+        adder.stop()
+        acknowledged += adder.acknowledged
+        states, _ = _database(data_dir)
+        lost = [uid for uid in acknowledged if uid not in states]
+        assert not lost, f"cycle {cycle}: acknowledged adds lost: {lost}"
+        was_running = [uid for uid, state in states.items() if state == "running"]
+        assert len(was_running) <= 1
+        runs = _runs_by_item(data_dir)
+        twice = {uid: r for uid, r in runs.items() if uid and len(r) > 1}
+        assert not twice, f"cycle {cycle}: items run twice: {twice}"
+        for uid, state in states.items():  # a run file belongs to an item that left the queue
+            if uid in runs:
+                assert state != "queued", f"{uid} ran but is still queued"
+    interrupted_checked += _check_restart(
+        make_ioc(data_dir=data_dir, prefix=prefix), data_dir, was_running
+    )
+    assert interrupted_checked >= 2, "too few kills landed while an item ran"

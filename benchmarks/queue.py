@@ -1,0 +1,126 @@
+"""What the plan queue costs per item: the gap between one item's stop and the next's start.
+
+``python -m benchmarks.queue [--items 1000]`` (about a minute): starts an IOC on the embedded
+sim profile (loopback, free port, its own caRepeater and data directory), queues ``--items``
+``count(det, num=1)`` items through ``Queue:Add`` (pyepics), starts the queue with a put
+callback and waits for it to stop, then reads the run files: for each pair of consecutive
+items, the time from the first one's stop document to the second one's start document (the
+documents' own ``time`` stamps, both taken by the RunEngine). That gap is everything the
+queue adds between items: the plan's end published on the event loop, the history entry and
+the next item's start written in one SQLite transaction, the item checked again and
+submitted, the RunEngine opening the next run. The goal is <= 5 ms (median).
+
+Every process started here is ended by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.polling import wait_until
+
+from .procs import EPICS_BIN, free_port, loopback_env
+
+GOAL_MS = 5.0
+
+
+def documents(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The start and stop documents of a run file."""
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    start = lines[0]["doc"]
+    stop = lines[-1]["doc"] if lines[-1]["name"] == "stop" else None
+    return start, stop
+
+
+def gaps_ms(data_dir: Path) -> list[float]:
+    """Stop of item i to start of item i+1, in ms, in the order the items ran."""
+    runs = sorted(
+        (documents(path) for path in data_dir.glob("*.jsonl")), key=lambda r: r[0]["time"]
+    )
+    gaps = []
+    for (_, stop), (start, _) in itertools.pairwise(runs):
+        if stop is not None:
+            gaps.append((start["time"] - stop["time"]) * 1000)
+    return gaps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=1000)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="queue-bench-"))
+    port, repeater = free_port(), free_port()
+    env = loopback_env(port, repeater)
+    os.environ.update(env)  # pyepics reads its settings when it is imported
+    import epics
+
+    prefix = f"QB{uuid.uuid4().hex[:6]}:"
+    started: list[subprocess.Popen[bytes]] = []
+    log = open(work / "ioc.log", "wb")  # noqa: SIM115 - closed below
+    try:
+        started.append(subprocess.Popen([str(EPICS_BIN / "caRepeater")], env=env))
+        ioc = subprocess.Popen(
+            [sys.executable, "-m", "runengine_ioc.cli", "--prefix", prefix, "--data-dir",
+             str(work / "data"), "-q"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        started.append(ioc)
+        state = epics.PV(prefix + "Queue:State")
+        wait_until(lambda: state.wait_for_connection(0.5), 60, what="the IOC")
+        add = epics.PV(prefix + "Queue:Add")
+        add.wait_for_connection(5)
+        item = json.dumps({"plan": "count", "args": {"detectors": ["det"], "num": 1}})
+        began = time.perf_counter()
+        for _ in range(args.items):
+            add.put(item, wait=True, timeout=10)
+        adding = time.perf_counter() - began
+        count = epics.caget(prefix + "Queue:Count")
+        assert count == args.items, f"queued {count} of {args.items}"
+        began = time.perf_counter()
+        epics.caput(prefix + "Queue:Start", 1, wait=True, timeout=3600)
+        running = time.perf_counter() - began
+        history = epics.caget(prefix + "History:Count")
+        gaps = sorted(gaps_ms(work / "data"))
+        median = statistics.median(gaps)
+        result = {
+            "items": args.items,
+            "history_count": history,
+            "add_ms_per_item": adding / args.items * 1000,
+            "queue_s": running,
+            "s_per_item": running / args.items,
+            "gap_ms_median": median,
+            "gap_ms_p90": gaps[int(0.9 * (len(gaps) - 1))],
+            "gap_ms_p99": gaps[int(0.99 * (len(gaps) - 1))],
+            "gap_ms_min": gaps[0],
+            "gap_ms_max": gaps[-1],
+            "goal_ms": GOAL_MS,
+            "met": median <= GOAL_MS,
+        }
+        print(json.dumps(result, indent=1))
+        return 0 if result["met"] else 1
+    finally:
+        epics.ca.finalize_libca()
+        for proc in reversed(started):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
