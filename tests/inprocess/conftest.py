@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from caproto.asyncio.client import Context
-from caproto.asyncio.server import start_server
 from ophyd.sim import hw
 
+from runengine_ioc.ca.fanout import FanoutContext
 from runengine_ioc.ca.server import RunEngineIOC
 from runengine_ioc.engine.bridge import Bridge
 from runengine_ioc.engine.events import (
@@ -168,7 +168,8 @@ async def served_ioc() -> AsyncIterator[ServedIOC]:
     ioc = RunEngineIOC(prefix=prefix, registry=registry, bridge=bridge)
     await ioc.initialize()
     publisher = asyncio.ensure_future(bridge.publish_forever(ioc, ioc.publishing_failed))
-    server = asyncio.ensure_future(start_server(ioc.pvdb, interfaces=["127.0.0.1"]))
+    # the server serve() runs: caproto's with our fan-out (ca/fanout.py)
+    server = asyncio.ensure_future(FanoutContext(ioc.pvdb, ["127.0.0.1"]).run())
     client = Context()
     try:
         yield ServedIOC(ioc, worker, client, prefix)
