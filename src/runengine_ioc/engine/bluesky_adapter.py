@@ -97,6 +97,12 @@ def call_on_loop(re: RunEngine, function: Callable[[], T], timeout: float) -> T:
         raise TimeoutError(f"the RunEngine's loop did not answer within {timeout:.1f} s") from None
 
 
+def plan_depth(re: RunEngine) -> int:
+    """How many plans bluesky has stacked (a resume stacks its replay of the messages since
+    the last checkpoint on top of the paused plan, and takes it off once replayed)."""
+    return len(re._plan_stack)
+
+
 def finish_interrupted(re: RunEngine) -> Any:
     """Let a plan interrupted while paused run its end; blocks until its task is done.
 

@@ -13,7 +13,46 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from .events import Listener, Progress, RunClosed, RunOpened
+from .events import ExitStatus, Listener, Progress, RunClosed, RunOpened
+
+_INTERRUPT_OUTCOMES = {
+    "stop": (ExitStatus.SUCCESS, "stopped on request"),
+    "abort": (ExitStatus.ABORT, "aborted on request"),
+    "halt": (ExitStatus.ABORT, "halted on request (no cleanup)"),
+}
+
+
+def describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def plan_outcome(
+    interrupt: tuple[str, str] | None,
+    error: BaseException | None,
+    result: Any,
+    last_stop: dict[str, Any] | None,
+) -> tuple[ExitStatus, str]:
+    """What a plan's end means, for ExitStatus and Status.
+
+    ``interrupt``: the Stop/Abort/Halt that acted (kind, reason); ``error``: what the plan
+    raised; ``result``: bluesky's RunEngineResult. The run's own stop document has the last
+    word on the status, so ExitStatus always agrees with the file (an interrupt that came too
+    late to act leaves the run's own outcome); a plan that raised (no interrupt) failed.
+    """
+    if interrupt is not None:
+        kind, reason = interrupt
+        status, text = _INTERRUPT_OUTCOMES.get(kind, (ExitStatus.ABORT, kind))
+        message = f"{text}: {reason}" if reason else text
+        if error is not None:
+            message = f"{kind}: {describe_error(error)}"
+    elif error is not None:
+        return ExitStatus.FAIL, describe_error(error)
+    else:
+        status = ExitStatus(str(getattr(result, "exit_status", "success")))
+        message = str(getattr(result, "reason", "") or "") or "completed"
+    if last_stop is not None and last_stop.get("exit_status") in ("success", "abort", "fail"):
+        status = ExitStatus(last_stop["exit_status"])
+    return status, message
 
 
 class RunTracker:

@@ -5,13 +5,9 @@ thread. Callers (the bridge) submit validated plans and request pause/resume/sto
 from any thread; everything the worker has to say goes to one ``listener`` callable as
 :mod:`runengine_ioc.engine.events` records. The worker knows nothing of Channel Access.
 
-Interrupts are decided on the RunEngine's own loop (:func:`~.bluesky_adapter.interrupt_on_loop`),
-so a Pause that completes at the same moment cannot leave the plan waiting for a resume nobody
-sends; the thread that drives the plan lets an interrupted paused plan end. A Halt is bounded:
-if the RunEngine has not ended the plan within ``halt_timeout`` s (a cleanup that hangs, a
-blocked loop), the worker gives that RunEngine up, closes its open runs with stop documents of
-its own, reports the plan finished and goes on with a fresh RunEngine. The given-up thread is
-left behind (a daemon); once the engine runs in its own process, that process is killed instead.
+Interrupts are decided on the RunEngine's own loop (``bluesky_adapter.interrupt_on_loop``), so
+no Pause or Resume completing meanwhile can strand them. A Halt is bounded: past
+``halt_timeout`` s the worker gives the RunEngine up (:meth:`RunEngineWorker._give_up`).
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -31,15 +26,14 @@ from bluesky.utils import RunEngineInterrupted
 
 from .bluesky_adapter import (
     ENDING_STATES,
-    RESUME_FROM_SUSPENDER,
     call_on_loop,
     cancel_plan_task,
-    describe_suspender,
     finish_interrupted,
     interrupt_on_loop,
-    loop_answers,
+    plan_depth,
     release_caller,
 )
+from .engines import Engine, StuckWatch, Suspensions, tripped_suspenders
 from .events import (
     DocumentCallback,
     ExitStatus,
@@ -52,7 +46,7 @@ from .events import (
 )
 from .metadata import validate_metadata
 from .registry import Registry, ValidatedPlan
-from .runs import RunTracker
+from .runs import RunTracker, plan_outcome
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +54,6 @@ log = logging.getLogger(__name__)
 DEFAULT_HALT_TIMEOUT = 3.0
 #: Seconds a Stop or Abort waits for the RunEngine's loop to take it.
 INTERRUPT_TIMEOUT = 5.0
-
-_INTERRUPT_OUTCOMES = {
-    "stop": (ExitStatus.SUCCESS, "stopped on request"),
-    "abort": (ExitStatus.ABORT, "aborted on request"),
-    "halt": (ExitStatus.ABORT, "halted on request (no cleanup)"),
-}
-_VERBS = {"stopping": "Stop", "aborting": "Abort", "halting": "Halt"}
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-@dataclass
-class _Suspension:
-    since: float
-    reason: str
-    before_start: bool = False  # tripped when the plan was submitted: bluesky waits first
 
 
 @dataclass
@@ -87,28 +63,13 @@ class _Job:
     metadata: dict[str, Any]
     handed_over: bool = False  # given to the RunEngine (which may not be running yet)
     driving: bool = False  # a thread is in (or has queued) a blocking RunEngine call for it
+    resume_queued: bool = False  # a Resume waits for the worker's thread
     interrupt: tuple[str, str] | None = None  # (kind, reason) of the Stop/Abort/Halt taken
     # both set on the RunEngine's loop only, so that they and its state are seen together:
     resuming: bool = False  # a Resume is under way (rewinding): an interrupt waits for it
+    resume_depth: int = 0  # bluesky's plan stack before the resume stacked its replay
     taken_while_paused: bool = False  # an interrupt acted on the paused plan: no resume now
     finished: threading.Event = field(default_factory=threading.Event)
-
-
-class _Engine:
-    """One RunEngine with the thread that drives it and that thread's commands.
-
-    Replaced as a whole when the worker gives a RunEngine up: the old thread may stay blocked
-    in a RunEngine call, so it keeps its own queue and says nothing more once ``abandoned``.
-    """
-
-    def __init__(self, generation: int, re: RunEngine) -> None:
-        self.generation = generation
-        self.re = re
-        self.commands: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self.abandoned = False
-        self.docs_lock = threading.Lock()  # held while one of its documents is handed on
-        self.profile_tokens: list[int] = []
-        self.thread: threading.Thread | None = None
 
 
 class RunEngineWorker:
@@ -154,10 +115,8 @@ class RunEngineWorker:
         self._options: dict[str, Any] = {"context_managers": [], "call_returns_result": True}
         if scan_id_source is not None:
             self._options["scan_id_source"] = scan_id_source
-        self._suspension: _Suspension | None = None
-        self._suspension_lock = threading.Lock()
-        self._stuck_lock = threading.Lock()
-        self._stuck_timer: threading.Timer | None = None
+        self._suspensions = Suspensions(listener)
+        self._stuck = StuckWatch(halt_timeout, listener, lambda: self.busy)
         self._tracker = RunTracker(listener)
         self._callbacks: list[DocumentCallback] = [self._tracker, *callbacks]
         self._profile_callbacks: list[DocumentCallback] = list(profile_callbacks)
@@ -226,10 +185,11 @@ class RunEngineWorker:
             state = str(engine.re.state)
             if job is None or state != "paused":
                 raise Refused(f"cannot resume, the RunEngine is {state}")
-            if job.driving:
-                raise Refused("cannot resume: the plan is already resuming or ending")
-            # from here an interrupt leaves the letting-go to this resume (see _resume_call)
-            job.driving = True
+            if job.resume_queued:
+                raise Refused("cannot resume: a Resume is already under way")
+            # from here an interrupt leaves the letting-go to this resume (see _resume_call);
+            # the thread may still be returning from the pause: the resume queues behind it
+            job.resume_queued = job.driving = True
         engine.commands.put(
             lambda: self._drive(engine, job, lambda: self._resume_call(engine, job))
         )
@@ -273,7 +233,7 @@ class RunEngineWorker:
                 log.error("plan still %s at shutdown; halting", self.state)
                 with contextlib.suppress(Refused):
                     self.halt()
-        self._cancel_stuck_timer()
+        self._stuck.cancel()
         engine = self._engine
         engine.commands.put(None)
         if engine.thread is not None:
@@ -299,49 +259,28 @@ class RunEngineWorker:
             self._profile_callbacks = list(profile_callbacks)
             self._suspenders = list(suspenders)
             self._profile_metadata = dict(metadata or {})
-            self._install_profile(self._engine, old_metadata)
+            self._engine.install_profile(
+                self._profile_callbacks, self._suspenders, self._profile_metadata, old_metadata
+            )
 
     # ------------------------------------------------------------ the engines
-    def _start_engine(self, re: RunEngine, old_metadata: Mapping[str, Any]) -> _Engine:
+    def _start_engine(self, re: RunEngine, old_metadata: Mapping[str, Any]) -> Engine:
         """Hook a RunEngine up (documents, state, profile) and start its driving thread."""
-        engine = _Engine(next(self._generations), re)
+        engine = Engine(next(self._generations), re)
         re.state_hook = lambda new, old: self._on_state(engine, new, old)  # type: ignore[assignment]
         re.msg_hook = lambda msg: self._on_msg(engine, msg)  # type: ignore[assignment]
         for callback in self._callbacks:
-            re.subscribe(self._gated(engine, callback))
-        self._install_profile(engine, old_metadata)
+            re.subscribe(engine.gated(callback))
+        engine.install_profile(
+            self._profile_callbacks, self._suspenders, self._profile_metadata, old_metadata
+        )
         engine.thread = threading.Thread(
             target=self._serve, args=(engine,), name="runengine-worker", daemon=True
         )
         engine.thread.start()
         return engine
 
-    def _install_profile(self, engine: _Engine, old_metadata: Mapping[str, Any]) -> None:
-        re = engine.re
-        for token in engine.profile_tokens:
-            re.unsubscribe(token)
-        engine.profile_tokens = [
-            re.subscribe(self._gated(engine, callback)) for callback in self._profile_callbacks
-        ]
-        re.clear_suspenders()
-        for suspender in self._suspenders:
-            re.install_suspender(suspender)
-        for key in old_metadata:
-            re.md.pop(key, None)
-        re.md.update(self._profile_metadata)
-
-    def _gated(self, engine: _Engine, callback: DocumentCallback) -> DocumentCallback:
-        """A callback that hears nothing more from a RunEngine once it has been given up."""
-
-        def forward(name: str, doc: dict) -> Any:
-            with engine.docs_lock:
-                if engine.abandoned:
-                    return None
-                return callback(name, doc)
-
-        return forward
-
-    def _give_up(self, engine: _Engine, job: _Job) -> None:
+    def _give_up(self, engine: Engine, job: _Job) -> None:
         """Leave a RunEngine that did not end the plan; close its runs; start a fresh one.
 
         The old thread is let go of its RunEngine call and ends; the plan's task is cancelled
@@ -362,7 +301,7 @@ class RunEngineWorker:
         finally:
             if got_docs:
                 engine.docs_lock.release()
-        self._cancel_stuck_timer()
+        self._stuck.cancel()
         why = (
             f"halted, but the RunEngine did not end the plan within {self._halt_timeout:.1f} s "
             f"(it was {stuck_in}): given up"
@@ -373,9 +312,7 @@ class RunEngineWorker:
         cancel_plan_task(old)  # best effort: its task ends too, unless it hangs again
         with contextlib.suppress(Exception):
             old.clear_suspenders()  # they hold the old RunEngine
-        loop = old.loop if loop_answers(old, 0.5) else None
-        fresh = RunEngine(dict(old.md), loop=loop, **self._options)
-        new_engine = self._start_engine(fresh, {})
+        new_engine = self._start_engine(engine.successor(self._options), {})
         closing = self._tracker.closing_documents("abort", why)
         for doc in closing:
             for callback in (*self._callbacks, *self._profile_callbacks):
@@ -385,8 +322,7 @@ class RunEngineWorker:
                     log.exception("closing run %s: a callback failed", doc["run_start"])
         with self._lock:
             self._engine = new_engine
-        with self._suspension_lock:
-            self._suspension = None
+        self._suspensions.clear()
         self._listener(StateChanged("idle", stuck_in))
         # ExitStatus agrees with the last stop document: ours, or the plan's own if its runs
         # were all closed before the cleanup hung
@@ -396,7 +332,7 @@ class RunEngineWorker:
             status = ExitStatus(last["exit_status"])
         self._finish(job, status, f"{why}; a fresh RunEngine is in service")
 
-    def _serve(self, engine: _Engine) -> None:
+    def _serve(self, engine: Engine) -> None:
         while not engine.abandoned:  # a given-up thread that comes back ends here
             command = engine.commands.get()
             if command is None:
@@ -431,7 +367,7 @@ class RunEngineWorker:
                     kind,
                     reason,
                     max(left, 0.05),
-                    lambda paused: self._may_act(job, paused),
+                    lambda paused: self._may_act(engine, job, paused),
                 )
             except Exception as exc:
                 state = str(engine.re.state)
@@ -471,37 +407,44 @@ class RunEngineWorker:
         return job
 
     # ---------------------------------------------------------------- driving
-    def _execute(self, engine: _Engine, job: _Job) -> None:
+    def _execute(self, engine: Engine, job: _Job) -> None:
         self._tracker.reset()
         self._listener(StatusMessage(f"running {job.plan.name}"))
         with self._lock:
             interrupted = job.interrupt is not None
             job.handed_over = job.driving = not interrupted
         if interrupted:
-            self._finish(job, *self._outcome(job, None, None))
+            self._finish(job, *plan_outcome(job.interrupt, None, None, self._tracker.last_stop))
             return
-        tripped = self._tripped_suspenders()
+        tripped = tripped_suspenders(self._engine.re)
         if tripped:
-            with self._suspension_lock:
-                self._suspension = _Suspension(time.monotonic(), tripped, before_start=True)
-            self._listener(StatusMessage(f"suspended before starting {job.plan.name}: {tripped}"))
+            self._suspensions.before_start(tripped, job.plan.name)
         self._drive(engine, job, lambda: engine.re(job.plan.make_generator(), **job.metadata))
 
     @staticmethod
-    def _may_act(job: _Job, paused: bool) -> bool:
-        """On the loop: may an interrupt act now? Not while a resume rewinds the paused plan."""
-        if paused:
-            if job.resuming:
+    def _may_act(engine: Engine, job: _Job, paused: bool) -> bool:
+        """On the loop: may an interrupt act now? Not while a resume rewinds the paused plan.
+
+        bluesky's resume rewinds the run's bundles and replays the messages since the last
+        checkpoint; an interrupt thrown into the plan before that replay is done meets a
+        half-rewound run (and fails it with IllegalMessageSequence).
+        """
+        if job.resuming:
+            if paused or plan_depth(engine.re) > job.resume_depth:
                 return False
+            job.resuming = False
+        if paused:
             job.taken_while_paused = True
         return True
 
-    def _resume_call(self, engine: _Engine, job: _Job) -> Any:
+    def _resume_call(self, engine: Engine, job: _Job) -> Any:
         re = engine.re
+        with self._lock:
+            job.resume_queued = False
 
         def claim() -> bool:  # on the loop, so no interrupt slips in between
             if str(re.state) == "paused" and not job.taken_while_paused:
-                job.resuming = True
+                job.resuming, job.resume_depth = True, plan_depth(re)
             return job.resuming
 
         if not call_on_loop(re, claim, INTERRUPT_TIMEOUT):
@@ -510,7 +453,7 @@ class RunEngineWorker:
         self._listener(StatusMessage("resuming"))
         return re.resume()
 
-    def _drive(self, engine: _Engine, job: _Job, call: Callable[[], Any]) -> None:
+    def _drive(self, engine: Engine, job: _Job, call: Callable[[], Any]) -> None:
         """Run a blocking RunEngine call, then see the plan to its end or to a pause."""
         result: Any = None
         error: BaseException | None = None
@@ -524,10 +467,15 @@ class RunEngineWorker:
             with self._lock:
                 state = str(engine.re.state)
                 if state == "paused":
-                    job.driving = False
+                    job.driving = job.resume_queued  # a Resume queued meanwhile drives it on
+                    job.resuming = False  # paused again (even mid-replay): interrupts may act
                     break
             if state not in ENDING_STATES:
-                self._finish(job, *self._outcome(job, error, result), engine=engine)
+                self._finish(
+                    job,
+                    *plan_outcome(job.interrupt, error, result, self._tracker.last_stop),
+                    engine=engine,
+                )
                 return
             # an interrupt was taken while the plan was paused: its task waits to be let go on
             try:
@@ -537,28 +485,8 @@ class RunEngineWorker:
         if not engine.abandoned:
             self._listener(StatusMessage(f"{job.plan.name} paused: Resume, Stop or Abort"))
 
-    def _outcome(
-        self, job: _Job, error: BaseException | None, result: Any
-    ) -> tuple[ExitStatus, str]:
-        """What the plan's end means: the run's own stop document has the last word."""
-        if job.interrupt is not None:
-            kind, reason = job.interrupt
-            status, text = _INTERRUPT_OUTCOMES.get(kind, (ExitStatus.ABORT, kind))
-            message = f"{text}: {reason}" if reason else text
-            if error is not None:
-                message = f"{kind}: {_describe(error)}"
-        elif error is not None:
-            return ExitStatus.FAIL, _describe(error)
-        else:
-            status = ExitStatus(str(getattr(result, "exit_status", "success")))
-            message = str(getattr(result, "reason", "") or "") or "completed"
-        stop = self._tracker.last_stop
-        if stop is not None and stop.get("exit_status") in ("success", "abort", "fail"):
-            status = ExitStatus(stop["exit_status"])
-        return status, message
-
     def _finish(
-        self, job: _Job, status: ExitStatus, message: str, engine: _Engine | None = None
+        self, job: _Job, status: ExitStatus, message: str, engine: Engine | None = None
     ) -> None:
         """The job is over: free the worker and say so (once; never for a given-up engine)."""
         uids = tuple(self._tracker.run_uids)
@@ -570,82 +498,18 @@ class RunEngineWorker:
         self._listener(PlanFinished(job.ticket, job.plan.name, status, message, uids))
 
     # ------------------------------------------------------------------ hooks
-    def _on_state(self, engine: _Engine, new: str, old: str) -> None:
+    def _on_state(self, engine: Engine, new: str, old: str) -> None:
         if engine.abandoned:
             return
         new, old = str(new), str(old)
-        job = self._job
-        if job is not None and old == "paused" and new != "paused":
-            job.resuming = False  # on the loop: the task has gone on
         if new in ENDING_STATES and old not in ENDING_STATES:
-            self._arm_stuck_timer(engine, new)
+            self._stuck.arm(engine, new)
         elif new not in ENDING_STATES:
-            self._cancel_stuck_timer()
-        with self._suspension_lock:
-            suspended = self._suspension is not None
-            if new == "suspending" and not suspended:
-                reason = self._tripped_suspenders() or "a suspender tripped"
-                self._suspension = _Suspension(time.monotonic(), reason)
-                self._listener(StatusMessage(f"suspended: {reason}"))
-            if suspended:
-                # bluesky waits for a tripped suspender in its 'running' state; until the plan
-                # goes on, the IOC shows it as suspending
-                new = "suspending" if new == "running" else new
-                old = "suspending" if old == "running" else old
-            if new == "idle":
-                self._suspension = None
+            self._stuck.cancel()
+        new, old = self._suspensions.on_state(new, old, lambda: tripped_suspenders(self._engine.re))
         if new != old:
             self._listener(StateChanged(new, old))
 
-    def _on_msg(self, engine: _Engine, msg: Any) -> None:
-        """Called by the RunEngine for each message: notices the end of a suspension."""
-        suspension = self._suspension
-        if suspension is None or engine.abandoned:
-            return
-        command = getattr(msg, "command", "")
-        ended = command == RESUME_FROM_SUSPENDER or (
-            suspension.before_start and command != "wait_for"
-        )
-        if not ended:
-            return
-        with self._suspension_lock:
-            self._suspension = None
-        took = time.monotonic() - suspension.since
-        self._listener(StatusMessage(f"resuming after {took:.1f} s suspended"))
-        if str(engine.re.state) == "running":
-            self._listener(StateChanged("running", "suspending"))
-
-    def _arm_stuck_timer(self, engine: _Engine, state: str) -> None:
-        """Say so (State in alarm, Status) if the plan is still ``state`` after halt_timeout."""
-
-        def check() -> None:
-            if engine.abandoned or str(engine.re.state) != state or not self.busy:
-                return
-            self._listener(StateChanged(state, state, stuck=True))
-            self._listener(
-                StatusMessage(
-                    f"{_VERBS[state]} has not ended the plan after {self._halt_timeout:.1f} s "
-                    f"(its cleanup may hang): Halt gives the RunEngine up"
-                )
-            )
-
-        timer = threading.Timer(self._halt_timeout, check)
-        timer.name = "runengine-stuck-watch"
-        timer.daemon = True
-        with self._stuck_lock:
-            if self._stuck_timer is not None:
-                self._stuck_timer.cancel()
-            self._stuck_timer = timer
-        timer.start()
-
-    def _cancel_stuck_timer(self) -> None:
-        with self._stuck_lock:
-            timer, self._stuck_timer = self._stuck_timer, None
-        if timer is not None:
-            timer.cancel()
-
-    def _tripped_suspenders(self) -> str:
-        reasons = [
-            describe_suspender(s) for s in self._engine.re.suspenders if getattr(s, "tripped", 0)
-        ]
-        return "; ".join(reasons)
+    def _on_msg(self, engine: Engine, msg: Any) -> None:
+        if not engine.abandoned:
+            self._suspensions.on_msg(msg, lambda: str(engine.re.state))
