@@ -23,7 +23,7 @@ from typing import Any
 
 from caproto import AlarmSeverity, ChannelType, SkipWrite
 
-from ..engine.events import PlanFinished, Refused, WorkerEvent
+from ..engine.events import Refused, WorkerEvent
 from ..engine.registry import ArgumentError
 from ..queue.items import FINAL_STATES, Item, ItemState, Record, check_item, new_uid, parse_request
 from ..queue.plan_queue import PlanQueue
@@ -187,7 +187,6 @@ class QueueGroup(IOCGroup):
         self.runner = QueueRunner(
             queue,
             self.context.commands,
-            lambda: self.context.registry,
             self.context.status.say,
             self.publish,
         )
@@ -236,10 +235,9 @@ class QueueGroup(IOCGroup):
         await runner.maybe_autostart()
 
     async def publish_event(self, event: WorkerEvent) -> None:
-        _, runner = self._parts()
-        await runner.observe(event)
-        if isinstance(event, PlanFinished):
-            await self.publish()
+        """Every event the IOC publishes. Nothing is published from here: a plan's end is
+        on the path from one item to the next (the runner publishes once it submitted)."""
+        await self._parts()[1].observe(event)
 
     async def shutting_down(self) -> None:
         self._parts()[1].shutting_down()

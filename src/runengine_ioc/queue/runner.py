@@ -24,8 +24,7 @@ from enum import Enum
 
 from ..engine.commands import Commands
 from ..engine.events import PlanFinished, Refused, RunOpened, StateChanged, WorkerEvent
-from ..engine.registry import Registry
-from .items import ItemState, Record, check_item, outcome
+from .items import ItemState, Record, outcome
 from .plan_queue import PlanQueue
 
 log = logging.getLogger(__name__)
@@ -55,10 +54,9 @@ class QueueRunner:
     queue
         The items.
     commands
-        Runs plans (the bridge, or the IOC's gated commands).
-    registry
-        The registry in service now (Reload replaces it): each item is checked again
-        against it just before it runs.
+        Runs plans (the bridge, or the IOC's gated commands). Its ``submit`` checks each item
+        again (the worker validates plan, arguments and metadata against the registry in
+        service then, which a Reload may have changed): a refusal ends the item ``fail``.
     say
         Writes a line to Status.
     changed
@@ -69,13 +67,11 @@ class QueueRunner:
         self,
         queue: PlanQueue,
         commands: Commands,
-        registry: Callable[[], Registry],
         say: Callable[[str], Awaitable[None]],
         changed: Callable[[], Awaitable[None]],
     ) -> None:
         self.queue = queue
         self.commands = commands
-        self.registry = registry
         self.say = say
         self.changed = changed
         self.state = QueueState.IDLE
@@ -206,7 +202,7 @@ class QueueRunner:
                 if not self._should_go_on(finished):
                     again = again and finished.state == ItemState.SUCCESS
                     self._stop_requested = True
-                await self.changed()
+                # not published here: the next item is submitted first (see _execute)
         finally:
             if finished is not None:
                 await self._final(finished, again)
@@ -236,8 +232,7 @@ class QueueRunner:
         """Run one item (already marked running); its record once it has ended."""
         item = record.item
         self._stopping_seen = False
-        try:
-            check_item(self.registry(), item.plan, item.args, item.metadata)
+        try:  # checked again by the worker, against the plans in service now
             future = self.commands.submit(item.plan, item.args, item.run_metadata())
         except Exception as exc:  # ArgumentError, Refused: said in words
             return replace(

@@ -29,7 +29,8 @@ from tests.polling import async_wait_until
 class ScriptedCommands:
     """Commands whose plans end when the test says, with the exit status it says."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
         self.submitted: list[tuple[str, dict[str, Any]]] = []
         self.futures: list[asyncio.Future[PlanFinished]] = []
         self.busy = False
@@ -40,6 +41,7 @@ class ScriptedCommands:
     ) -> asyncio.Future[PlanFinished]:
         if self.busy:
             raise Refused("busy")
+        self.registry.validate(plan_name, arguments)  # as the worker does
         self.busy = True
         self.submitted.append((plan_name, dict(metadata)))
         future: asyncio.Future[PlanFinished] = asyncio.get_running_loop().create_future()
@@ -63,8 +65,7 @@ def item(uid: str, num: Any = 1) -> Item:
 def run(tmp_path: Path, body: Callable[..., Coroutine[Any, Any, None]]) -> None:
     async def main() -> None:
         queue = PlanQueue(QueueStore(tmp_path / QUEUE_DB))
-        commands = ScriptedCommands()
-        registry = Registry([hw().det], DEFAULT_PLANS)
+        commands = ScriptedCommands(Registry([hw().det], DEFAULT_PLANS))
         said: list[str] = []
 
         async def say(text: str) -> None:
@@ -72,7 +73,7 @@ def run(tmp_path: Path, body: Callable[..., Coroutine[Any, Any, None]]) -> None:
 
         async def changed() -> None: ...
 
-        runner = QueueRunner(queue, commands, lambda: registry, say, changed)  # type: ignore[arg-type]
+        runner = QueueRunner(queue, commands, say, changed)  # type: ignore[arg-type]
         try:
             await body(queue, runner, commands, said)
         finally:
