@@ -43,7 +43,7 @@ from caproto._utils import apply_deadband_filter
 from caproto.asyncio.server import Context as CaprotoContext
 from caproto.asyncio.server import VirtualCircuit as CaprotoCircuit
 from caproto.asyncio.utils import _create_udp_socket, _UdpTransportWrapper
-from caproto.server.common import DisconnectedCircuit, Subscription, SubscriptionSpec
+from caproto.server.common import Subscription, SubscriptionSpec
 from caproto.server.common import host_endian as HOST_ENDIAN
 
 log = logging.getLogger(__name__)
@@ -111,16 +111,15 @@ class FanoutCircuit(CaprotoCircuit):
         self._wake.set()
 
     async def send(self, *commands: Any) -> None:
-        """Queue replies behind everything already posted; return once they are on the wire.
+        """Queue replies behind everything already posted; return once they are on the wire
+        (or the client is gone).
 
         Waiting keeps caproto's back-pressure on request/reply traffic (a client that sends
         requests and never reads cannot grow the outbox) and the order makes a put's
         completion follow the monitors its put caused.
         """
-        if not self.connected or not commands:
-            return
-        if not self._sending:
-            raise DisconnectedCircuit("client dropped")
+        if not (self.connected and self._sending) or not commands:
+            return  # as caproto: nothing to a client that is gone (its reader cleans up)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outbox.append(_Entry(list(commands), done=done))
         self._wake.set()
@@ -166,7 +165,7 @@ class FanoutCircuit(CaprotoCircuit):
                 _resolve(entries)
         finally:
             self._sending = False
-            _resolve(self._outbox, DisconnectedCircuit("circuit closed"))
+            _resolve(self._outbox)
             self._outbox.clear()
 
     async def _gather_burst(self) -> None:
@@ -212,18 +211,17 @@ class FanoutCircuit(CaprotoCircuit):
             port,
             why,
         )
-        _resolve(entries, DisconnectedCircuit("client not reading"))
+        _resolve(entries)  # quietly: the waiting write tasks have nobody to answer
         transport = self.client.writer.transport
         transport.abort()  # close() would wait for the buffer to drain, which it never will
 
 
-def _resolve(entries: Iterable[_Entry], error: BaseException | None = None) -> None:
+def _resolve(entries: Iterable[_Entry]) -> None:
+    """Release whoever waits on these entries: sent, or the client is gone (caproto's own
+    ``send`` returns quietly once a client has disconnected; its reader does the cleanup)."""
     for entry in entries:
         if entry.done is not None and not entry.done.done():
-            if error is None:
-                entry.done.set_result(None)
-            else:
-                entry.done.set_exception(error)
+            entry.done.set_result(None)
 
 
 class _DirectFanout:
