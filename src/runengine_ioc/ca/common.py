@@ -84,7 +84,10 @@ def as_text(value: Any) -> str:
         return value
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    raise ArgumentError(f"expected text, got {plain(value)}")
+    shown = plain(value)
+    raise ArgumentError(
+        f"expected text, got the {'numbers' if shown[:1] == '[' else 'number'} {shown}"
+    )
 
 
 def clip_text(text: str, limit: int = LONG_STRING_LENGTH - 1) -> str:

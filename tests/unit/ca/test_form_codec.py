@@ -31,7 +31,7 @@ def test_choices_map_back_to_the_plans_own_values():
 
 @pytest.mark.parametrize("kind", ["str", "json", "device", "devices"])
 def test_a_number_where_text_is_expected_is_refused_in_words(kind):
-    with pytest.raises(ArgumentError, match="expected text, got uint16 3"):
+    with pytest.raises(ArgumentError, match=r"^expected text, got the number 3$"):
         codec(kind).argument(np.uint16(3))
 
 
