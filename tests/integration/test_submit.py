@@ -39,6 +39,11 @@ def test_a_submit_runs_exactly_what_was_submitted_and_completes_when_it_ends(ioc
         ('{"plan": "count", "args": {"detectors": ["detx"]}}', "unknown device 'detx'"),
         ('{"plan": "count", "args": [1]}', '"args" must be a JSON object'),
         ('{"plan": "count", "args": {"detectors": ["det"]}, "metadata": {"uid": "x"}}', "uid"),
+        ('{"plan": "count", "args": {"detectors": ["det"], "delay": NaN}}', "NaN is not a number"),
+        (
+            '{"plan": "count", "args": {"detectors": ["det"]}, "metadata": {"profile": "x"}}',
+            "profile",
+        ),
     ],
     ids=[
         "malformed",
@@ -49,6 +54,8 @@ def test_a_submit_runs_exactly_what_was_submitted_and_completes_when_it_ends(ioc
         "unknown-device",
         "args-not-object",
         "reserved-metadata",
+        "nan",
+        "profile-metadata-key",
     ],
 )
 def test_a_bad_submission_is_refused_and_nothing_runs(ioc, submission, fragment):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from caproto import ChannelType
 
+from ..engine.json_text import parse_json
 from ..engine.metadata import validate_metadata
 from ..engine.registry import ArgumentError, Registry
 from .common import NAME_LIST_LENGTH, as_text, long_string, pv, refusals_to_status
@@ -22,16 +22,7 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
     """
     if not text.strip():
         return {}
-
-    def not_json(constant: str) -> Any:
-        raise ArgumentError(f"{what}: {constant} is not a number JSON allows (a finite number)")
-
-    try:
-        value = json.loads(text, parse_constant=not_json)
-    except RecursionError:
-        raise ArgumentError(f"{what} is nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise ArgumentError(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}") from exc
+    value = parse_json(text, what)
     if not isinstance(value, dict):
         raise ArgumentError(f"{what} must be a JSON object {{...}}, not {type(value).__name__}")
     return value

@@ -156,7 +156,8 @@ class StatusGroup(IOCGroup):
 
     async def refuse(self, text: str) -> None:
         """Publish a refusal at once; the caller then fails the put."""
-        log.warning("refused: %s", text)
+        # the one log line per refusal is ca.refusal_log's (rate-limited per client)
+        log.debug("refused: %s", text)
         await write_alarmed(self.status, clip_text(f"refused: {text}"), AlarmSeverity.NO_ALARM)
 
     async def alarm(self, text: str) -> None:

@@ -11,11 +11,11 @@ says why in Status, and nothing runs.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from caproto import SkipWrite
 
+from ..engine.json_text import parse_json
 from ..engine.metadata import validate_metadata
 from ..engine.registry import ArgumentError
 from .common import as_text, clear_put_alarm, long_string, refusals_to_status
@@ -27,13 +27,7 @@ SUBMISSION_KEYS = frozenset({"plan", "args", "metadata"})
 
 def parse_submission(text: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """The plan name, arguments and metadata of a Submit put; ArgumentError if malformed."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArgumentError(
-            f"Submit is not valid JSON: {exc.msg} at character {exc.pos} "
-            '(expected {"plan": ..., "args": {...}, "metadata": {...}})'
-        ) from exc
+    value = parse_json(text, "Submit")
     if not isinstance(value, dict):
         raise ArgumentError(f"Submit must be a JSON object, not {type(value).__name__}")
     unknown = sorted(set(value) - SUBMISSION_KEYS)
@@ -64,7 +58,7 @@ class SubmitGroup(IOCGroup):
         plan, arguments, metadata = parse_submission(text)
         self.context.registry.check_plan_name(plan)
         self.context.registry.validate(plan, arguments)
-        validate_metadata(metadata)
+        validate_metadata(metadata, self.context.registry.metadata_keys)
         if self.context.queue is not None:  # refused while the queue runs
             self.context.queue.check_direct_run()
         finished = self.context.commands.submit(plan, arguments, metadata)
