@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +56,10 @@ class DiskState:
 def _probe_write(path: Path) -> str:
     """Create and remove an empty file: the only test of writability that root cannot pass
     by privilege (``os.access`` says yes to root on a mode-0555 directory)."""
-    probe = path / f".write-probe-{os.getpid()}"
     try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # a name of its own for each probe: the periodic check and a Start's pre-flight check
+        # may run at once, and one must not remove the other's probe
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
