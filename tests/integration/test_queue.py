@@ -344,6 +344,23 @@ def test_two_iocs_side_by_side(make_ioc, tmp_path) -> None:  # type: ignore[no-u
             ca.close()
 
 
+def test_the_plan_policy_applies_to_who_adds(make_ioc, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With --policy, an item is checked for the client that adds it (the runner has none)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "user_groups:\n  users:\n    allowed_plans: ['^count$']\n"
+        "    allowed_devices: ['^det$']\nmembers:\n  users: ['*']\n"
+    )
+    ioc = make_ioc("--policy", str(policy))
+    refused = ioc.ca.put("Queue:Add", item("fail_after", {"detectors": ["det"]}), string=True)
+    assert not refused.ok
+    assert "not in allowed_plans" in ioc.ca.get_text("Status")
+    ioc.ca.put_ok("count:detectors", "det", string=True)
+    ioc.ca.put_ok("count:Queue", 1)  # a form's Queue button: the same check
+    uid = add(ioc)
+    assert len(uids(ioc)) == 2 and uids(ioc)[1] == uid
+
+
 def _database(data_dir: Path) -> tuple[dict[str, str], list[str]]:
     """Read straight from the store of a killed IOC: state by uid, queued uids in order."""
     with closing(sqlite3.connect(data_dir / "queue.sqlite")) as db:

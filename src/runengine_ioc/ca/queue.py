@@ -23,6 +23,7 @@ from typing import Any
 
 from caproto import AlarmSeverity, ChannelType, SkipWrite
 
+from ..access.policy import PolicyRefusal, devices_named
 from ..engine.events import Refused, WorkerEvent
 from ..engine.registry import ArgumentError
 from ..queue.items import FINAL_STATES, Item, ItemState, Record, check_item, new_uid, parse_request
@@ -39,6 +40,7 @@ from .common import (
     write_alarmed,
 )
 from .context import IOCGroup
+from .gate import GatedCommands, current_caller
 
 #: Room for Queue:Items and History (within Channel Access's default 16 kB array limit).
 LIST_LENGTH = 16000
@@ -212,6 +214,7 @@ class QueueGroup(IOCGroup):
         this returns. ArgumentError (said in Status by the putter) if refused."""
         queue, _ = self._parts()
         check_item(self.context.registry, plan, args, metadata)
+        self._check_policy(plan, args)
         user, host = _PUTTER.get()
         item = Item(uid or new_uid(), plan, args, metadata, user, host, time.time())
         await queue.add(item, front=front)
@@ -219,6 +222,21 @@ class QueueGroup(IOCGroup):
         where = "the front" if front else f"position {len(queue.items) - 1}"
         await self.context.status.say(f"queued {plan} ({item.uid}) at {where}")
         return item
+
+    def _check_policy(self, plan: str, args: dict[str, Any]) -> None:
+        """The gate's plan policy (``--policy``) for the client adding the item, as at Start:
+        the runner submits with no client behind it, so this is where the adder is checked."""
+        commands = self.context.commands
+        caller = current_caller()
+        if not isinstance(commands, GatedCommands) or caller is None:
+            return
+        policy = commands.gate.policy
+        if policy is None:
+            return
+        try:
+            policy.check(caller.client, plan, devices_named(commands.gate.registry(), plan, args))
+        except PolicyRefusal as exc:
+            raise ArgumentError(str(exc)) from None
 
     async def queue_plan(self, plan: str, args: dict[str, Any], metadata: dict[str, Any]) -> str:
         """A form's Queue button (IOCContext.queue): queue it; its uid."""

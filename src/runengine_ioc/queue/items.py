@@ -209,7 +209,7 @@ def check_item(registry: Registry, plan: str, args: Mapping[str, Any], metadata:
     """
     registry.check_plan_name(plan)
     registry.validate(plan, dict(args))
-    validate_metadata(metadata)
+    validate_metadata(metadata, registry.metadata_keys)  # as Submit: the profile's keys too
     clash = sorted(QUEUE_METADATA_KEYS.intersection(metadata))
     if clash:
         raise ArgumentError(f"metadata may not set {', '.join(clash)} (set by the queue)")
