@@ -34,6 +34,7 @@ from runengine_ioc.engine.events import (
 )
 from runengine_ioc.engine.registry import Registry
 from runengine_ioc.plans import DEFAULT_PLANS
+from runengine_ioc.queue.plan_queue import PlanQueue
 from tests.leaks import fail_on_threads_or_tasks_left_behind  # noqa: F401 (autouse)
 
 
@@ -165,7 +166,8 @@ async def served_ioc() -> AsyncIterator[ServedIOC]:
     devices = hw()
     registry = Registry([devices.det, devices.motor], DEFAULT_PLANS)
     prefix = f"P{uuid.uuid4().hex[:8]}:"
-    ioc = RunEngineIOC(prefix=prefix, registry=registry, bridge=bridge)
+    queue = PlanQueue.in_memory()
+    ioc = RunEngineIOC(prefix=prefix, registry=registry, bridge=bridge, queue=queue)
     await ioc.initialize()
     publisher = asyncio.ensure_future(bridge.publish_forever(ioc, ioc.publishing_failed))
     # the server serve() runs: caproto's with our fan-out (ca/fanout.py)
@@ -178,6 +180,8 @@ async def served_ioc() -> AsyncIterator[ServedIOC]:
         for task in (publisher, server):
             task.cancel()
         await asyncio.gather(publisher, server, return_exceptions=True)
+        await ioc.queue_pvs.close()
+        queue.close()  # its store's thread, as cli closes the queue it made
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]], timeout: float = 60.0) -> None:

@@ -125,6 +125,15 @@ class FanoutCircuit(CaprotoCircuit):
         self._wake.set()
         await done
 
+    def _busy(self) -> bool:
+        """A put of this client is still being handled, or something waits to be sent."""
+        if self._sending and self.connected and self._outbox:
+            return True
+        return any(
+            not task.done() and "handle_write" in task.get_coro().__qualname__
+            for task in self.tasks.tasks
+        )
+
     # -- sending (one task per client) --------------------------------------------------------
 
     async def subscription_queue_loop(self) -> None:
@@ -258,6 +267,24 @@ class FanoutContext(CaprotoContext):
     async def subscription_queue_loop(self) -> None:
         """Nothing to do: updates are fanned out when posted (caproto starts this task)."""
         await asyncio.Event().wait()
+
+    async def settle(self, timeout: float) -> bool:
+        """At shutdown: let puts in progress finish and every client's outbox go out.
+
+        A put whose completion waits for a plan's end (Start, Stop...) is released when the
+        bridge publishes that end, but its completion is sent by the put's own task, which may
+        not have run yet: ending the server at once would leave such a client without its
+        completion. True when all settled within ``timeout`` s.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            busy = any(circuit._busy() for circuit in list(self.circuits))
+            if not busy:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
 
     def fan_out(
         self,

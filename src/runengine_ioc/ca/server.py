@@ -289,6 +289,9 @@ async def serve(
     # the last events (state idle, plan finished) reach the clients before the server ends
     if not await ioc.bridge.drain(DRAIN_TIMEOUT):
         log.warning("some events were not published within %.1f s of the end", DRAIN_TIMEOUT)
+    # and the puts they release (a pending `caput -c Start`) get their completions
+    if not await server_context.settle(DRAIN_TIMEOUT):
+        log.warning("some puts were not completed within %.1f s of the end", DRAIN_TIMEOUT)
     await ioc.queue_pvs.close()
     for task in (publisher, server, waiter):
         task.cancel()

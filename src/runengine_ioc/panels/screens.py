@@ -316,7 +316,8 @@ def _range(info: ParameterInfo | None) -> str:
 def form_screen(
     plan: str, entries: Sequence[CatalogueEntry], parameters: Sequence[ParameterInfo]
 ) -> Screen:
-    """One plan's form: a field per parameter (typed, with units, limits, states), Doc, Start.
+    """One plan's form: a field per parameter (typed, with units, limits, states), Doc, Start
+    and (where the queue serves it) Queue.
 
     ``entries`` are the form's PVs (``<plan>:...``) from the catalogue's ``form_entries``.
     """
@@ -365,6 +366,15 @@ def form_screen(
         ("button", f"{plan}:Start", {"value": "1", "text": f"Start {plan}", "name": "btn_Start"}),
         ("link", "", {"target": MAIN, "text": "main screen...", "name": "to_main"}),
     )
+    if f"{plan}:Queue" in served:
+        column.row(
+            "Queue",
+            (
+                "button",
+                f"{plan}:Queue",
+                {"value": "1", "text": f"Queue {plan}", "name": "btn_Queue"},
+            ),
+        )
     column.row("Args", ("readback", f"{plan}:Args", {"as_text": True}), height=44)
     for name in ("State", "Status"):
         column.row(name, ("readback", name, {"alarm": True, "as_text": name == "Status"}))

@@ -81,11 +81,12 @@ def test_each_form_screen_has_a_typed_widget_per_parameter_and_a_start(generated
             for name, channel in _channels(path).items()
         }
         assert by_channel[f"{plan}:Start"] == "PyDMPushButton"
+        assert by_channel[f"{plan}:Queue"] == "PyDMPushButton"
         assert by_channel[f"{plan}:Doc"] == "PyDMLabel"
         for entry in entries:
             if not entry.name.startswith(f"{plan}:") or not entry.writable:
                 continue
-            if entry.name.endswith(":Start"):
+            if entry.name.endswith((":Start", ":Queue")):
                 continue
             wanted = "PyDMEnumComboBox" if entry.record in ("mbbo", "bo") else "PyDMLineEdit"
             assert by_channel[entry.name] == wanted, entry
@@ -152,7 +153,8 @@ def test_alarm_configuration_is_valid_against_phoebus_schema_as_its_reader_accep
     document = etree.parse(str(generated / "alarms.xml"))
     assert loosened.validate(document), loosened.error_log
     pvs = [pv.get("name") for pv in document.iter("pv")]
-    assert pvs == [f"BL01:RE:{n}" for n in ("State", "ExitStatus", "Sinks:Status", "Heartbeat")]
+    names = ("State", "ExitStatus", "Sinks:Status", "Heartbeat", "Queue:State")
+    assert pvs == [f"BL01:RE:{n}" for n in names]
     for pv in document.iter("pv"):
         assert pv.find("guidance/details").text and pv.find("display/details").text
         assert pv.find("display/details").text.endswith("main.bob")
@@ -193,8 +195,11 @@ def test_archiver_list_monitors_events_scans_per_point_values_and_leaves_arrays_
 
 def test_archiver_leaves_every_command_out_and_keeps_each_forms_args(generated, registry):
     listed = {e["pv"] for e in json.loads((generated / "archiver.json").read_text())}
-    commands = [e for e in catalogue(RunEngineIOC) if e.record == "bo" and e.writable]
-    assert commands and not {f"BL01:RE:{e.name}" for e in commands} & listed
+    commands = [e for e in catalogue(RunEngineIOC) if archiver.is_command(e)]
+    assert {"Start", "Abort", "Reload"} <= {e.name for e in commands}
+    assert not {f"BL01:RE:{e.name}" for e in commands} & listed
+    # a writable bo that is a setting (Off/On), not a momentary command, is archived
+    assert "BL01:RE:Queue:Autostart" in listed
     for plan in registry.plan_names:
         assert f"BL01:RE:{plan}:Args" in listed
         assert f"BL01:RE:{plan}:Start" not in listed and f"BL01:RE:{plan}:Doc" not in listed
