@@ -67,6 +67,9 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         argv=argv,
         supported_async_libs=["asyncio"],
     )
+    for action in parser._actions:  # caproto's --prefix has no help text: say its default
+        if "--prefix" in action.option_strings:
+            action.help = "prefix of every PV this IOC serves (default: %(default)s)"
     parser.add_argument(
         "--profile",
         default=DEFAULT_PROFILE,
