@@ -15,35 +15,16 @@ from typing import Any
 
 from caproto import SkipWrite
 
-from ..engine.json_text import parse_json
+from ..engine.json_text import parse_plan_request
 from ..engine.metadata import validate_metadata
-from ..engine.registry import ArgumentError
 from .common import as_text, clear_put_alarm, long_string, refusals_to_status
 from .context import IOCGroup
-
-#: The keys a submission may have; ``plan`` is required.
-SUBMISSION_KEYS = frozenset({"plan", "args", "metadata"})
 
 
 def parse_submission(text: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """The plan name, arguments and metadata of a Submit put; ArgumentError if malformed."""
-    value = parse_json(text, "Submit")
-    if not isinstance(value, dict):
-        raise ArgumentError(f"Submit must be a JSON object, not {type(value).__name__}")
-    unknown = sorted(set(value) - SUBMISSION_KEYS)
-    if unknown:
-        raise ArgumentError(
-            f"Submit takes plan, args and metadata; unknown key(s): {', '.join(unknown)}"
-        )
-    plan = value.get("plan")
-    if not isinstance(plan, str) or not plan.strip():
-        raise ArgumentError('Submit needs "plan": the name of a plan in PlanList')
-    arguments = value.get("args", {})
-    metadata = value.get("metadata", {})
-    for key, item in (("args", arguments), ("metadata", metadata)):
-        if not isinstance(item, dict):
-            raise ArgumentError(f'Submit\'s "{key}" must be a JSON object {{...}}')
-    return plan.strip(), arguments, metadata
+    plan, arguments, metadata, _ = parse_plan_request(text, "Submit")
+    return plan, arguments, metadata
 
 
 class SubmitGroup(IOCGroup):

@@ -9,7 +9,6 @@ rules.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -19,11 +18,10 @@ from enum import Enum
 from typing import Any
 
 from ..engine.events import ExitStatus
+from ..engine.json_text import parse_plan_request
 from ..engine.metadata import validate_metadata
 from ..engine.registry import ArgumentError, Registry
 
-#: Keys of an item request (``Queue:Add``, ``Queue:RunNow``): Submit's, and an optional uid.
-REQUEST_KEYS = frozenset({"plan", "args", "metadata", "uid"})
 #: Start-document keys the queue sets itself (which item a run belongs to, who queued it).
 QUEUE_METADATA_KEYS = frozenset({"queue_item_uid", "queued_by"})
 _UID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,39}$")
@@ -172,34 +170,13 @@ def parse_request(text: str, label: str) -> tuple[str, dict[str, Any], dict[str,
     so that a script knows the uid of what it added even when others add at the same time.
     Raises ArgumentError, in words that name ``label`` (the PV).
     """
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArgumentError(
-            f"{label} is not valid JSON: {exc.msg} at character {exc.pos} "
-            '(expected {"plan": ..., "args": {...}, "metadata": {...}})'
-        ) from None
-    if not isinstance(value, dict):
-        raise ArgumentError(f"{label} must be a JSON object, not {type(value).__name__}")
-    unknown = sorted(set(value) - REQUEST_KEYS)
-    if unknown:
-        raise ArgumentError(
-            f"{label} takes plan, args, metadata and uid; unknown key(s): {', '.join(unknown)}"
-        )
-    plan = value.get("plan")
-    if not isinstance(plan, str) or not plan.strip():
-        raise ArgumentError(f'{label} needs "plan": the name of a plan in PlanList')
-    arguments = value.get("args", {})
-    metadata = value.get("metadata", {})
-    for key, part in (("args", arguments), ("metadata", metadata)):
-        if not isinstance(part, dict):
-            raise ArgumentError(f'{label}\'s "{key}" must be a JSON object {{...}}')
-    uid = value.get("uid", "")
+    plan, arguments, metadata, extras = parse_plan_request(text, label, ("uid",))
+    uid = extras.get("uid", "")
     if not isinstance(uid, str) or (uid and not _UID_PATTERN.match(uid)):
         raise ArgumentError(
             f'{label}\'s "uid" must be text of 1-40 letters, digits, "-", "_", "." or ":"'
         )
-    return plan.strip(), arguments, metadata, uid
+    return plan, arguments, metadata, uid
 
 
 def check_item(registry: Registry, plan: str, args: Mapping[str, Any], metadata: Any) -> None:
