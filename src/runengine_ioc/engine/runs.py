@@ -8,6 +8,7 @@ still close those runs with a stop document of its own (:meth:`RunTracker.closin
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections import Counter
@@ -100,7 +101,13 @@ class RunTracker:
             self._primary_descriptors.clear()
             self._points = 0
             total = doc.get("num_points")
-            self._total = int(total) if isinstance(total, int | float) and total > 0 else None
+            # a plan's own start document may say anything: Infinity or NaN is "unknown"
+            # (an int is always finite, however large: math.isfinite would overflow on it)
+            self._total = None
+            if isinstance(total, int) and total > 0:
+                self._total = total
+            elif isinstance(total, float) and math.isfinite(total) and total > 0:
+                self._total = int(total)
             self._start_time = float(doc.get("time", time.time()))
             self.run_uids.append(doc["uid"])
             self._open[doc["uid"]] = Counter()
