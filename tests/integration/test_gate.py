@@ -335,15 +335,22 @@ def test_calc_rules_read_the_iocs_own_pvs(make_ioc, tmp_path):
     acf = tmp_path / "calc.acf"
     prefix = "TCALC" + tmp_path.name[-6:].replace("_", "") + ":"
     acf.write_text(
-        "UAG(late) {eve}\n"
-        "ASG(DEFAULT) { RULE(1, READ) }\n"
+        f"UAG(late) {{eve}}\nUAG(ops) {{{ME}}}\n"
+        "ASG(DEFAULT) { RULE(1, READ) RULE(1, WRITE) { UAG(ops) } }\n"
         f'ASG(SELECT) {{ INPA("{prefix}Busy") INPB("{prefix}State") RULE(1, READ)\n'
-        '  RULE(1, WRITE) { UAG(late) CALC("A=0&&B=0") } }\n'
+        '  RULE(1, WRITE) { UAG(late) CALC("A=0&&B=0") } RULE(1, WRITE) { UAG(ops) } }\n'
     )
     ioc = make_ioc("--acf", str(acf), prefix=prefix)
     with named_clients(ioc, ("eve", "h1")) as (eve,):
         assert eve.rights("PlanName") == RW  # Busy is 0 (Idle), State 0 (idle)
         assert eve.rights("Start") == RO  # CONTROL is not in the file: DEFAULT
+        # the rights follow the inputs live: a plan running greys eve's PlanName out, on the
+        # same connection, and its end gives it back
+        ioc.ca.configure("count", {"detectors": ["det"], "num": 30, "delay": 0.05})
+        pending = ioc.ca.start_put("Start", 1)
+        wait_until(lambda: eve.rights("PlanName") == RO, 10, what="PlanName read-only")
+        assert pending.wait(timeout=60) == 0
+        wait_until(lambda: eve.rights("PlanName") == RW, 10, what="PlanName writable again")
 
 
 def test_a_profile_gives_the_policy_and_moves_pvs_to_other_groups(make_ioc, tmp_path):

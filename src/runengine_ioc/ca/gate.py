@@ -126,6 +126,7 @@ class Gate:
         self.on_audit: Callable[[AuditRecord], Awaitable[None]] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._rights_cache: dict[tuple[str, bool, Any, Any], AccessRights] = {}
+        self._watched: set[str] = set()  # CALC inputs whose changes re-send rights
 
     # -- installing ---------------------------------------------------------------------
 
@@ -151,6 +152,40 @@ class Gate:
                     AccessRights.WRITE in record_field.check_access(None, None)
                 )
                 self._gate(record_field, f"{label}.{field_name}", group, field_writable)
+        if not form:
+            self.watch_calc_inputs()
+
+    def watch_calc_inputs(self) -> None:
+        """Rights decided by a CALC rule follow its inputs: when one of the IOC's own PVs that
+        an ``INPx`` names changes, the new rights are sent to connected clients at once (as
+        the baton's are), so widgets grey out or come back without reconnecting."""
+        config = self.control.config
+        if config is None or self.pvdb is None:
+            return
+        names = {pvname for group in config.groups.values() for pvname in group.inputs.values()}
+        for name in sorted(names - self._watched):
+            channel = self.pvdb.get(name)
+            if channel is None:
+                continue  # not ours: evaluated at connect and at each write
+            self._watched.add(name)
+            original = channel.write
+
+            async def write(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                result = await _original(*args, **kwargs)
+                self._refresh_soon()
+                return result
+
+            channel.write = write
+
+    def _refresh_soon(self) -> None:
+        """Send new rights in the background: a stalled client must not hold up the write."""
+
+        async def refresh() -> None:
+            await self.refresh()
+
+        task = asyncio.ensure_future(refresh())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def _gate(self, channel: Any, label: str, group: str, writable: bool) -> None:
         channel.check_access = functools.partial(self._rights, group, writable)
@@ -271,6 +306,7 @@ class Gate:
             return "no access security file in service (access is open)"
         config = AccessConfig.from_file(self.acf_path)
         self.control.reload(config)
+        self.watch_calc_inputs()
         return f"access security reloaded from {self.acf_path}: groups {', '.join(config.groups)}"
 
     async def refresh(self) -> int:
