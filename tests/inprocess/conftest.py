@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
@@ -36,21 +35,7 @@ from runengine_ioc.engine.registry import Registry
 from runengine_ioc.plans import DEFAULT_PLANS
 from runengine_ioc.queue.plan_queue import PlanQueue
 from tests.leaks import fail_on_threads_or_tasks_left_behind  # noqa: F401 (autouse)
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on loopback."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port")
+from tests.ports import free_port
 
 
 class ScriptedWorker:

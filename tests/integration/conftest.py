@@ -7,7 +7,6 @@ loopback only. Readiness is awaited by polling a PV, never by sleeping.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,25 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port as _free_port
+
 from .ca_tools import EPICS_BIN, ServerProcess
 from .hardware import SoftIocProcess, hardware_env
 
 TEST_PROFILE = Path(__file__).with_name("profile_for_tests.py")
-
-
-def _free_port() -> int:
-    """A port free for both TCP and UDP on loopback."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port")
 
 
 @pytest.fixture(scope="session")
