@@ -1,10 +1,13 @@
-"""``runengine-ioc``: parse flags, load the profile, build everything, serve."""
+"""``runengine-ioc``: parse flags, start the worker process, build the IOC, serve.
+
+The profile is loaded in the worker process (``runengine_ioc.host``), never here; only
+``runengine-ioc panels``, a one-shot command, loads it in its own process.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import logging
 import sys
 from pathlib import Path
@@ -22,25 +25,23 @@ from .data import guarded_sinks as doc_sinks
 from .data.disk import DEFAULT_MIN_FREE_MB
 from .data.files import (
     LocalFilesSink,
-    PersistentScanId,
+    close_cut_run,
     describe_interrupted,
     find_interrupted_runs,
 )
-from .data.guarded_sinks import GuardedSink, SinkMonitor
-from .data.live_data import DEFAULT_CAPACITY, LiveData
-from .engine.bluesky_adapter import install_lazy_plan_stacks
+from .data.live_data import DEFAULT_CAPACITY
 from .engine.bridge import Bridge
-from .engine.profile import DEFAULT_PROFILE, ProfileError, Setup, build_setup
+from .engine.catalog import RegistryView
+from .engine.events import RunOpened
+from .engine.profile import DEFAULT_PROFILE, ProfileError, build_setup
 from .engine.registry import DEFAULT_MAX_POINTS
-from .engine.worker import DEFAULT_HALT_TIMEOUT, RunEngineWorker
+from .engine.supervisor import DEFAULT_WORKER_TIMEOUT, Supervisor, default_memory_limit_mb
+from .engine.wire import DEFAULT_HALT_TIMEOUT, SinkOptions, WorkerConfig
 from .panels.generate import write_all
 from .panels.service import ControlRoom
 from .queue.plan_queue import open_queue
 
 log = logging.getLogger("runengine_ioc")
-
-#: Re-read on Reload, so that edits to the plan library reach a running IOC.
-PLAN_LIBRARY = "runengine_ioc.plans"
 
 DEFAULT_DATA_DIR = "~/runengine-data"
 #: caproto batches monitor updates for up to this long; its 10 ms default is most of the
@@ -113,6 +114,22 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         help="seconds a Halt (or a shutdown) waits for the RunEngine to end the plan; past "
         "that the IOC gives that RunEngine up, closes the run (exit status abort) and goes on "
         f"with a fresh one (default: {DEFAULT_HALT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=DEFAULT_WORKER_TIMEOUT,
+        help="seconds the worker process (the RunEngine, the profile) may go without answering "
+        "before it counts as wedged and is restarted; its run is closed with exit status fail "
+        f"(default: {DEFAULT_WORKER_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--worker-memory-mb",
+        type=float,
+        default=default_memory_limit_mb(),
+        help="restart the worker process when its resident memory grows past this (MB; 0: no "
+        "limit), so a runaway plan costs a restart, not the IOC (default: half the machine's "
+        "memory)",
     )
     parser.add_argument(
         "--monitor-batch-time",
@@ -215,130 +232,94 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
     return parser, split_args
 
 
-def _same(callback: Any) -> Any:
-    return callback
-
-
-def build_sinks(args: argparse.Namespace, monitor: SinkMonitor) -> list[GuardedSink]:
-    """The sinks asked for on the command line, each guarded.
-
-    Raises ImportError (a missing extra) or ValueError (bad options) before anything runs.
-    """
-    named: list[tuple[str, doc_sinks.Factory]] = []
-    for address in args.zmq_publish:
-        named.append((f"zmq-publish {address}", doc_sinks.zmq_publisher(address)))
-    for address in args.zmq_serve:
-        named.append((f"zmq-serve {address}", doc_sinks.ZmqServer(address).factory()))
-    if args.tiled_uri:
-        factory = doc_sinks.tiled_writer(args.tiled_uri, batch_size=args.tiled_batch_size)
-        named.append((f"tiled {args.tiled_uri}", factory))
-    if args.kafka_topic:
-        factory = doc_sinks.kafka_publisher(args.kafka_topic, args.kafka_bootstrap)
-        named.append((f"kafka {args.kafka_topic}@{args.kafka_bootstrap}", factory))
-    return [
-        GuardedSink(name, factory, monitor, queue_size=args.sink_queue_size)
-        for name, factory in named
-    ]
-
-
-def guard_profile_callbacks(
-    setup: Setup, monitor: SinkMonitor, queue_size: int
-) -> list[GuardedSink]:
-    """The profile's callbacks, each behind its own guard like the command-line sinks."""
-    guarded = []
-    for callback in setup.callbacks:
-        label = getattr(callback, "__name__", type(callback).__name__)
-        factory = functools.partial(_same, callback)
-        guarded.append(GuardedSink(f"profile {label}", factory, monitor, queue_size=queue_size))
-    return guarded
+def worker_config(args: argparse.Namespace, data_dir: Path) -> WorkerConfig:
+    """What each worker process gets from the command line."""
+    return WorkerConfig(
+        profile=args.profile,
+        data_dir=str(data_dir),
+        happi_db=args.happi_db,
+        max_points=args.max_points,
+        min_free_mb=args.min_free_mb,
+        data_capacity=args.data_capacity,
+        halt_timeout=args.halt_timeout,
+        max_rate_hz=args.max_rate,
+        sinks=SinkOptions(
+            zmq_publish=tuple(args.zmq_publish),
+            zmq_serve=tuple(args.zmq_serve),
+            tiled_uri=args.tiled_uri,
+            tiled_batch_size=args.tiled_batch_size,
+            kafka_topic=args.kafka_topic,
+            kafka_bootstrap=args.kafka_bootstrap,
+            queue_size=args.sink_queue_size,
+        ),
+        log_level=logging.WARNING if args.quiet else logging.INFO,
+    )
 
 
 async def _main(
     args: argparse.Namespace, ioc_options: dict[str, Any], run_options: dict[str, Any]
 ) -> int:
-    try:
-        setup = build_setup(args.profile, args.happi_db, max_points=args.max_points)
-    except ProfileError as exc:
-        log.error("cannot start: %s", exc)
-        return 2
-    registry = setup.registry
     data_dir = Path(args.data_dir).expanduser()
+    # the IOC's view of the data directory: room for a run (Disk PVs, the pre-flight check)
+    # and interrupted runs; the worker process writes the files
     files = LocalFilesSink(data_dir, min_free_mb=args.min_free_mb)
     interrupted = describe_interrupted(find_interrupted_runs(data_dir))
     if interrupted:
         log.warning("%s", interrupted)
-    try:  # the plan queue and its history (<data dir>/queue.sqlite)
-        queue, queue_note = open_queue(data_dir)
-    except Exception as exc:  # sqlite3.Error, OSError: an unreadable database
-        log.error("cannot start: the queue database: %s", exc)
-        return 2
     # no plan is accepted (Start, forms, Submit, the queue) while the data directory is full
     bridge = Bridge(
         asyncio.get_running_loop(), max_rate_hz=args.max_rate, preflight=[files.preflight]
     )
-    monitor = SinkMonitor(bridge.listener)
-    try:
-        live_data = LiveData(bridge.listener, capacity=args.data_capacity)
-        sinks = build_sinks(args, monitor)
-    except (ImportError, ValueError, OSError) as exc:
-        log.error("cannot start: %s: %s", type(exc).__name__, exc)
-        return 2
-    profile_sinks = guard_profile_callbacks(setup, monitor, args.sink_queue_size)
-    monitor.report()
-    try:
-        gate = gate_settings(args, data_dir, setup)
-    except (ValueError, OSError) as exc:
+
+    def close_run(run: RunOpened, reason: str) -> None:
+        close_cut_run(data_dir, run.uid, run.scan_id, reason)
+
+    supervisor = Supervisor(
+        worker_config(args, data_dir),
+        bridge.listener,
+        close_cut_run=close_run,
+        worker_timeout=args.worker_timeout,
+        memory_limit_mb=args.worker_memory_mb,
+    )
+    try:  # the profile is loaded in the worker process, never in this one
+        served = await supervisor.start()
+    except ProfileError as exc:
         log.error("cannot start: %s", exc)
         return 2
+    bridge.attach(supervisor)
+    bridge.preflight.append(supervisor.refuse_while_reloading)
+    registry = served.registry
+    try:  # the plan queue and its history (<data dir>/queue.sqlite)
+        queue, queue_note = open_queue(data_dir)
+    except Exception as exc:  # sqlite3.Error, OSError: an unreadable database
+        log.error("cannot start: the queue database: %s", exc)
+        await asyncio.to_thread(supervisor.shutdown, "IOC not starting", args.shutdown_timeout)
+        return 2
+    try:
+        gate = gate_settings(args, data_dir, served)
+    except (ValueError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        await asyncio.to_thread(supervisor.shutdown, "IOC not starting", args.shutdown_timeout)
+        return 2
 
-    def reloader() -> Setup:
-        reloaded = build_setup(
-            args.profile, args.happi_db, reload_modules=[PLAN_LIBRARY], max_points=args.max_points
-        )
-        guarded = guard_profile_callbacks(reloaded, monitor, args.sink_queue_size)
-        retiring = list(profile_sinks)
-
-        def applied() -> None:
-            profile_sinks[:] = guarded
-            doc_sinks.close_all(retiring, 1.0)
-
-        reloaded.callbacks = list(guarded)
-        reloaded.on_applied = applied
-        return reloaded
-
-    # bluesky formats a stack per plan stub (most of a point's time): only when it warns
-    install_lazy_plan_stacks()
-    worker = RunEngineWorker(
-        registry,
-        bridge.listener,
-        # the files first and unbuffered (lossless); the others never hold up the plan
-        callbacks=[files, live_data, *sinks],
-        profile_callbacks=profile_sinks,
-        suspenders=setup.suspenders,
-        metadata=setup.metadata,
-        scan_id_source=PersistentScanId(data_dir),
-        halt_timeout=args.halt_timeout,
-    )
-    bridge.attach(worker)
     ioc_class = RunEngineIOC.with_data_capacity(args.data_capacity)
     ioc = ioc_class(
         registry=registry,
         bridge=bridge,
-        reloader=reloader,
-        description=setup.description,
+        reloader=supervisor.load_new,
+        description=served.description,
         gate=gate,
         queue=queue,
         **ioc_options,
     )
     log.info(
-        "profile %s: plans %s; devices %s; data in %s",
+        "profile %s: plans %s; devices %s; data in %s; worker process %s",
         args.profile,
         ", ".join(registry.plan_names),
         ", ".join(registry.device_names),
         data_dir,
+        supervisor.worker_pid,
     )
-    if sinks:
-        log.info("document sinks: %s", ", ".join(sink.name for sink in sinks))
     ioc.disk.source = files.disk_state
     ioc.queue_pvs.autostart_at_start = args.queue_autostart
     room = ControlRoom(
@@ -347,21 +328,21 @@ async def _main(
         Path(args.panels_dir).expanduser() if args.panels_dir else None,
     )
     restored = await room.start()
-    code = await serve(
-        ioc,
-        interfaces=run_options["interfaces"],
-        log_pv_names=run_options["log_pv_names"],
-        shutdown_timeout=args.shutdown_timeout,
-        client_timeout=args.client_timeout,
-        monitor_batch_time=args.monitor_batch_time,
-        startup_note="; ".join(note for note in (interrupted, restored, queue_note) if note),
-    )
+    watchdog = asyncio.ensure_future(supervisor.watch())
+    try:
+        code = await serve(
+            ioc,
+            interfaces=run_options["interfaces"],
+            log_pv_names=run_options["log_pv_names"],
+            shutdown_timeout=args.shutdown_timeout,
+            client_timeout=args.client_timeout,
+            monitor_batch_time=args.monitor_batch_time,
+            startup_note="; ".join(note for note in (interrupted, restored, queue_note) if note),
+        )
+    finally:
+        watchdog.cancel()
+        await asyncio.gather(watchdog, return_exceptions=True)
     queue.close()
-    # the last documents go out before the process ends
-    all_sinks = [*sinks, *profile_sinks]
-    if not await asyncio.to_thread(doc_sinks.close_all, all_sinks, args.shutdown_timeout):
-        log.error("some document sinks did not finish within %.1f s", args.shutdown_timeout)
-    files.close()  # a run left without its stop document keeps what it has
     return code
 
 
@@ -385,7 +366,8 @@ def panels_main(argv: list[str]) -> int:
         log.error("cannot write the screens: %s", exc)
         return 2
     ioc_class = RunEngineIOC.with_data_capacity(args.data_capacity)
-    for path in write_all(Path(args.out).expanduser(), args.prefix, setup.registry, ioc_class):
+    view = RegistryView.local(setup.registry)
+    for path in write_all(Path(args.out).expanduser(), args.prefix, view, ioc_class):
         print(path)
     return 0
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,8 @@ from ophyd.sim import hw
 from runengine_ioc.ca.fanout import FanoutContext
 from runengine_ioc.ca.server import RunEngineIOC
 from runengine_ioc.engine.bridge import Bridge
+from runengine_ioc.engine.catalog import RegistryView
 from runengine_ioc.engine.events import (
-    DocumentCallback,
     ExitStatus,
     Listener,
     PlanAccepted,
@@ -90,16 +90,6 @@ class ScriptedWorker:
     def halt(self) -> None:
         self.finish(ExitStatus.ABORT)
 
-    def reconfigure(
-        self,
-        registry: Registry,
-        *,
-        profile_callbacks: Iterable[DocumentCallback] = (),
-        suspenders: Iterable[Any] = (),
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        pass
-
     def shutdown(self, reason: str = "", timeout: float = 10.0) -> bool:
         return True
 
@@ -149,7 +139,7 @@ async def served_ioc() -> AsyncIterator[ServedIOC]:
     worker = ScriptedWorker(bridge.listener)
     bridge.attach(worker)
     devices = hw()
-    registry = Registry([devices.det, devices.motor], DEFAULT_PLANS)
+    registry = RegistryView.local(Registry([devices.det, devices.motor], DEFAULT_PLANS))
     prefix = f"P{uuid.uuid4().hex[:8]}:"
     queue = PlanQueue.in_memory()
     ioc = RunEngineIOC(prefix=prefix, registry=registry, bridge=bridge, queue=queue)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.registry import Registry
+from ..engine.catalog import RegistryView
 from ..engine.signatures import SEPARATORS
 from .identity import Client
 
@@ -218,7 +218,7 @@ class PlanPolicy:
                     raise PolicyRefusal(reason)
 
 
-def devices_named(registry: Registry, plan: str, arguments: Mapping[str, Any]) -> list[str]:
+def devices_named(registry: RegistryView, plan: str, arguments: Mapping[str, Any]) -> list[str]:
     """The device names (``det``, ``det.Imax``) in a plan's arguments, by its parameters.
 
     Only parameters that take devices are read (as the registry resolves them: one name, a

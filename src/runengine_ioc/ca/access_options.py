@@ -13,7 +13,7 @@ from ..access.audit import AuditLog
 from ..access.baton import Baton
 from ..access.control import AccessControl
 from ..access.policy import PlanPolicy
-from ..engine.profile import Setup
+from ..engine.catalog import ServedProfile
 from .gate import GateSettings
 
 #: The audit log in the data directory (its own folder: the runs are the *.jsonl files).
@@ -59,7 +59,7 @@ def add_access_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def gate_settings(
-    args: argparse.Namespace, data_dir: Path, setup: Setup | None = None
+    args: argparse.Namespace, data_dir: Path, setup: ServedProfile | None = None
 ) -> GateSettings:
     """Read the files the flags name; ValueError (ACFError, PolicyError) or OSError if bad.
 

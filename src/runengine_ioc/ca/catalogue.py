@@ -17,7 +17,7 @@ from caproto.server import PVGroup
 
 from ..access.acf import DEFAULT_GROUP
 from ..access.groups import group_of
-from ..engine.registry import Registry
+from ..engine.catalog import RegistryView
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def catalogue(ioc_class: type[PVGroup]) -> list[CatalogueEntry]:
     return list(_walk(ioc_class, "", ""))
 
 
-def form_entries(registry: Registry, form_class: Any) -> list[CatalogueEntry]:
+def form_entries(registry: RegistryView, form_class: Any) -> list[CatalogueEntry]:
     """The PVs of every plan's form, as built for this registry."""
     entries: list[CatalogueEntry] = []
     for plan_name in registry.plan_names:

@@ -13,9 +13,8 @@ from typing import Any, Protocol
 
 from caproto.server import PVGroup
 
+from ..engine.catalog import RegistryView, ServedProfile
 from ..engine.commands import Commands
-from ..engine.profile import Setup
-from ..engine.registry import Registry
 
 
 class StatusLine(Protocol):
@@ -67,7 +66,7 @@ class IOCContext:
     start
         The Start PV, which the status group sets while a plan is in progress.
     reloader
-        Loads the profile anew (blocking; run off the loop), ``None`` when there is none.
+        Loads the profile anew in a new worker process, ``None`` when there is none.
     apply_setup
         Serves a reloaded profile (new registry, forms rebuilt).
     queue
@@ -76,12 +75,12 @@ class IOCContext:
     """
 
     commands: Commands
-    registry: Registry
+    registry: RegistryView
     status: StatusLine
     selection: SelectionSource
     start: BusyIndicator
-    reloader: Callable[[], Setup] | None
-    apply_setup: Callable[[Setup], Awaitable[None]]
+    reloader: Callable[[], Awaitable[ServedProfile]] | None
+    apply_setup: Callable[[ServedProfile], Awaitable[None]]
     queue: PlanQueueAccess | None = None
 
 

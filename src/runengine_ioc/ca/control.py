@@ -38,7 +38,7 @@ class ControlGroup(IOCGroup):
         plan_name, arguments, metadata = self.context.selection.selection()
         if not plan_name:
             raise ArgumentError("no plan selected: put PlanName first")
-        finished = self.bridge.submit(plan_name, arguments, metadata)
+        finished = await self.bridge.submit(plan_name, arguments, metadata)
         await clear_put_alarm(instance)
         # The plan runs on regardless of this put: a client that disconnects cancels only
         # its own wait. Start's value is published with the plan's events, not here.

@@ -17,7 +17,8 @@ from typing import Any
 from caproto import AlarmSeverity, AlarmStatus, ChannelType, SkipWrite
 from caproto.server import PVGroup
 
-from ..engine.registry import ArgumentError, ParameterInfo, Registry
+from ..engine.catalog import RegistryView
+from ..engine.registry import ArgumentError, ParameterInfo
 from .common import (
     as_text,
     clear_put_alarm,
@@ -181,7 +182,7 @@ class PlanForm(IOCGroup):
         self.retired = False
 
     @property
-    def registry(self) -> Registry:
+    def registry(self) -> RegistryView:
         return self.context.registry
 
     def channel(self, parameter: str) -> Any:
@@ -233,7 +234,7 @@ class PlanForm(IOCGroup):
             raise ArgumentError(f"{self.plan_name}: argument {name!r}: a value is required")
         if argument is not None or not codec.info.optional:
             # with the form's other values: a grid's size is num1 x num2
-            self.registry.check_argument(self.plan_name, name, argument, self.arguments())
+            await self.registry.check_argument(self.plan_name, name, argument, self.arguments())
         await self._publish_args(**{name: argument})
         self.given.add(name)
         return value
@@ -249,7 +250,7 @@ class PlanForm(IOCGroup):
         _, _, metadata = self.context.selection.selection()
         if self.context.queue is not None:  # refused while the queue runs
             self.context.queue.check_direct_run()
-        finished = self.context.commands.submit(self.plan_name, arguments, metadata)
+        finished = await self.context.commands.submit(self.plan_name, arguments, metadata)
         await clear_put_alarm(self.form_start)
         await asyncio.shield(finished)
 
@@ -297,7 +298,7 @@ def form_class(plan_name: str, parameters: tuple[ParameterInfo, ...]) -> type[Pl
 
 
 def build_form(
-    plan_name: str, registry: Registry, prefix: str, parent: PVGroup, context: IOCContext
+    plan_name: str, registry: RegistryView, prefix: str, parent: PVGroup, context: IOCContext
 ) -> PlanForm:
     cls = form_class(plan_name, registry.parameters(plan_name))
     form = cls(prefix=f"{prefix}{plan_name}:", parent=parent)

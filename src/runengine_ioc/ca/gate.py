@@ -23,7 +23,7 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,10 @@ from ..access.control import AccessControl
 from ..access.groups import group_of
 from ..access.identity import Caller, Client
 from ..access.policy import PlanPolicy, PolicyRefusal, devices_named
+from ..engine.catalog import RegistryView
 from ..engine.commands import Commands
-from ..engine.events import DocumentCallback, PlanFinished
-from ..engine.registry import ArgumentError, Registry
+from ..engine.events import PlanFinished
+from ..engine.registry import ArgumentError
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class Gate:
         settings: GateSettings,
         *,
         refuse: Callable[[str], Awaitable[None]],
-        registry: Callable[[], Registry],
+        registry: Callable[[], RegistryView],
     ) -> None:
         self.settings = settings
         self.control = settings.control
@@ -352,7 +353,7 @@ class GatedCommands:
     def busy(self) -> bool:
         return self.inner.busy
 
-    def submit(
+    async def submit(
         self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> asyncio.Future[PlanFinished]:
         """Check the policy for the client that asked, then submit with ``started_by``."""
@@ -360,7 +361,7 @@ class GatedCommands:
         if STARTED_BY in metadata:
             raise ArgumentError(f"Metadata may not set {STARTED_BY} (the IOC records who)")
         if caller is None:  # not a client's write (the IOC itself)
-            return self.inner.submit(plan_name, arguments, metadata)
+            return await self.inner.submit(plan_name, arguments, metadata)
         policy = self.gate.policy
         if policy is not None:
             devices = devices_named(self.gate.registry(), plan_name, arguments)
@@ -368,7 +369,7 @@ class GatedCommands:
                 policy.check(caller.client, plan_name, devices)
             except PolicyRefusal as exc:
                 raise ArgumentError(str(exc)) from None
-        future = self.inner.submit(
+        future = await self.inner.submit(
             plan_name, arguments, {**metadata, STARTED_BY: caller.as_metadata()}
         )
         caller.audited = True
@@ -394,18 +395,6 @@ class GatedCommands:
 
     async def halt(self) -> None:
         await self.inner.halt()
-
-    async def reconfigure(
-        self,
-        registry: Registry,
-        *,
-        profile_callbacks: Iterable[DocumentCallback] = (),
-        suspenders: Iterable[Any] = (),
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        await self.inner.reconfigure(
-            registry, profile_callbacks=profile_callbacks, suspenders=suspenders, metadata=metadata
-        )
 
 
 __all__ = [

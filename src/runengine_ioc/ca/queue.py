@@ -213,7 +213,7 @@ class QueueGroup(IOCGroup):
         """Check and queue an item from the client whose write is handled; on disk when
         this returns. ArgumentError (said in Status by the putter) if refused."""
         queue, _ = self._parts()
-        check_item(self.context.registry, plan, args, metadata)
+        await check_item(self.context.registry, plan, args, metadata)
         self._check_policy(plan, args)
         user, host = _PUTTER.get()
         item = Item(uid or new_uid(), plan, args, metadata, user, host, time.time())

@@ -7,9 +7,10 @@ from typing import Any
 
 from caproto import ChannelType
 
+from ..engine.catalog import RegistryView
 from ..engine.json_text import parse_json
 from ..engine.metadata import validate_metadata
-from ..engine.registry import ArgumentError, Registry
+from ..engine.registry import ArgumentError
 from .common import NAME_LIST_LENGTH, as_text, long_string, pv, refusals_to_status
 from .context import IOCGroup
 
@@ -53,7 +54,7 @@ class SelectionGroup(IOCGroup):
     plan_doc = long_string("PlanDoc", "Summary of the selected plan", read_only=True)
 
     @property
-    def registry(self) -> Registry:
+    def registry(self) -> RegistryView:
         return self.context.registry
 
     async def publish_names(self, plans: Sequence[str], devices: Sequence[str]) -> None:
@@ -84,7 +85,7 @@ class SelectionGroup(IOCGroup):
         arguments = parse_json_object(value, "PlanArgs")
         plan = self.plan_name.value
         if plan:
-            self.registry.validate(plan, arguments)
+            await self.registry.validate(plan, arguments)
             await self.context.status.say(f"arguments accepted for {plan}")
         else:
             await self.context.status.say("arguments stored; no plan selected yet")

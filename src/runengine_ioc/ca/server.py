@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from caproto.server import PVGroup, SubGroup
 
 from ..engine.bridge import Bridge
+from ..engine.catalog import RegistryView, ServedProfile
 from ..engine.events import Coalesced, DataUpdate, Progress, Refused, SinkHealth, WorkerEvent
-from ..engine.profile import Setup
-from ..engine.registry import Registry
 from ..queue.plan_queue import PlanQueue
 from .baton import GateGroup
 from .common import guard_writes, publish_units
@@ -65,9 +64,9 @@ class RunEngineIOC(PVGroup):
     def __init__(
         self,
         *args: Any,
-        registry: Registry,
+        registry: RegistryView,
         bridge: Bridge,
-        reloader: Callable[[], Setup] | None = None,
+        reloader: Callable[[], Awaitable[ServedProfile]] | None = None,
         description: str = "",
         gate: GateSettings | None = None,
         queue: PlanQueue | None = None,
@@ -107,7 +106,7 @@ class RunEngineIOC(PVGroup):
             self._add_form(name)
 
     @property
-    def registry(self) -> Registry:
+    def registry(self) -> RegistryView:
         return self.context.registry
 
     async def _refuse(self, text: str) -> None:
@@ -148,16 +147,10 @@ class RunEngineIOC(PVGroup):
         await self.setup.publish_setup(self.description, self.registry)
         await self.queue_pvs.initialize()  # the stored queue; Autostart if configured
 
-    async def apply_setup(self, setup: Setup) -> None:
-        """Serve a reloaded profile: new registry, forms added, rebuilt or retired."""
-        await self.bridge.reconfigure(
-            setup.registry,
-            profile_callbacks=setup.callbacks,
-            suspenders=setup.suspenders,
-            metadata=setup.metadata,
-        )
+    async def apply_setup(self, setup: ServedProfile) -> None:
+        """Serve a reloaded profile: its worker in service, forms added, rebuilt or retired."""
         if setup.on_applied is not None:
-            await asyncio.to_thread(setup.on_applied)
+            await setup.on_applied()  # the new worker in service, the old one retired
         old = self.registry
         self.context.registry = setup.registry
         self.description = setup.description

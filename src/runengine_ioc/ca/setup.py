@@ -6,9 +6,9 @@ import asyncio
 import json
 from typing import Any
 
+from ..engine.catalog import RegistryView
 from ..engine.events import Refused
 from ..engine.profile import ProfileError
-from ..engine.registry import Registry
 from .common import clip_text, command_bo, is_on, long_string, refusals_to_status
 from .context import IOCGroup
 
@@ -29,7 +29,7 @@ class SetupGroup(IOCGroup):
     )
     reload = command_bo("Reload", "Re-read profile and plans (idle)", "Reload")
 
-    async def publish_setup(self, description: str, registry: Registry) -> None:
+    async def publish_setup(self, description: str, registry: RegistryView) -> None:
         await self.profile.write(description[:4000])
         info = await asyncio.to_thread(registry.device_info)
         text = json.dumps(info, separators=(",", ":"))
@@ -49,8 +49,8 @@ class SetupGroup(IOCGroup):
         if context.commands.busy:
             raise Refused("a plan is in progress; Reload only while idle")
         await context.status.say("reloading the profile and the plan library...")
-        try:
-            setup = await asyncio.to_thread(context.reloader)
+        try:  # in a new worker process: whatever the profile does, the one in service stays
+            setup = await context.reloader()
         except ProfileError as exc:
             raise Refused(f"{exc}; the previous profile stays in service") from exc
         await context.apply_setup(setup)

@@ -19,6 +19,7 @@ from ..engine.events import (
     StateChanged,
     StatusMessage,
     WorkerEvent,
+    WorkerRestarted,
 )
 from .common import clip_text, long_string, pv, write_alarmed, write_numeric_alarmed
 from .context import IOCGroup
@@ -141,6 +142,13 @@ class StatusGroup(IOCGroup):
     plan_count = pv(
         "PlanCount", "Plans ended since start-up", value=0, record="longin", read_only=True
     )
+    worker_restarts = pv(
+        "WorkerRestarts",
+        "Worker processes restarted",
+        value=0,
+        record="longin",
+        read_only=True,
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -194,6 +202,9 @@ class StatusGroup(IOCGroup):
             await self.remaining_time.write(0.0)
         elif isinstance(event, PlanFinished):
             await self._publish_finish(event)
+        elif isinstance(event, WorkerRestarted):
+            await write_long(self.worker_restarts, event.count)
+            await self.alarm(f"worker restarted ({event.count} since start-up): {event.reason}")
         elif isinstance(event, StatusMessage):
             await self.say(event.text)
 

@@ -38,11 +38,11 @@ class SubmitGroup(IOCGroup):
         text = as_text(value)
         plan, arguments, metadata = parse_submission(text)
         self.context.registry.check_plan_name(plan)
-        self.context.registry.validate(plan, arguments)
+        await self.context.registry.validate(plan, arguments)
         validate_metadata(metadata, self.context.registry.metadata_keys)
         if self.context.queue is not None:  # refused while the queue runs
             self.context.queue.check_direct_run()
-        finished = self.context.commands.submit(plan, arguments, metadata)
+        finished = await self.context.commands.submit(plan, arguments, metadata)
         await clear_put_alarm(instance)
         # what is running is readable while it runs; the put completes when the plan has ended
         await instance.write(text, verify_value=False)

@@ -21,6 +21,8 @@ import logging
 import os
 import re
 import threading
+import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -247,6 +249,54 @@ def find_interrupted_runs(data_dir: str | os.PathLike[str]) -> list[InterruptedR
                 InterruptedRun(path, str(doc.get("uid", "")), int(doc.get("scan_id") or 0))
             )
     return found
+
+
+def close_cut_run(
+    data_dir: str | os.PathLike[str], uid: str, scan_id: int, reason: str
+) -> Path | None:
+    """Write the stop document of a run whose worker process died before it could.
+
+    The file is found by its name (scan id and uid); its events are counted per stream as
+    bluesky counts them, and the stop says ``exit_status`` fail with the reason. A file that
+    already ends with a stop document is left alone. The path written, or None.
+    """
+    path = Path(data_dir) / run_file_name({"uid": uid, "scan_id": scan_id})
+    if not path.exists():
+        return None
+    streams: dict[str, str] = {}  # descriptor uid -> stream name
+    counts: dict[str, int] = {}
+    documents = read_run(path)
+    for name, doc in documents:
+        if name == "stop":
+            return None
+        if name == "descriptor":
+            streams[str(doc.get("uid"))] = str(doc.get("name", "primary"))
+            counts.setdefault(streams[str(doc.get("uid"))], 0)
+        elif name == "event":
+            stream = streams.get(str(doc.get("descriptor")), "primary")
+            counts[stream] = counts.get(stream, 0) + 1
+    stop = {
+        "uid": str(uuid.uuid4()),
+        "time": time.time(),
+        "run_start": uid,
+        "exit_status": "fail",
+        "reason": reason,
+        "num_events": counts,
+    }
+    with open(path, "rb+") as file:  # a line cut by the kill stays a line of its own
+        file.seek(0, os.SEEK_END)
+        if file.tell():
+            file.seek(-1, os.SEEK_END)
+            if file.read(1) != b"\n":
+                file.write(b"\n")
+    writer = RunFileWriter(path)
+    writer.lines = len(documents)
+    try:
+        writer.write("stop", stop)
+    finally:
+        writer.close()
+    log.warning("run %s closed by the IOC (%s): %s", uid, reason, path)
+    return path
 
 
 def describe_interrupted(runs: list[InterruptedRun]) -> str:

@@ -22,13 +22,11 @@ from typing import Any, TypeVar
 from .commands import Publisher, Worker
 from .events import (
     Coalesced,
-    DocumentCallback,
     PlanFinished,
     Progress,
     RunClosed,
     WorkerEvent,
 )
-from .registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +39,8 @@ FailureReport = Callable[[BaseException, int], Awaitable[None]]
 #: Pause before publishing starts again after a failure; doubles per failure, up to the max.
 RESTART_PAUSE = 0.05
 RESTART_PAUSE_MAX = 5.0
+#: Plans ended before their submit() returned, remembered for it (a few suffice).
+FINISHED_EARLY_KEPT = 16
 
 
 class Bridge:
@@ -76,6 +76,7 @@ class Bridge:
         self._enqueued = 0  # ordered events sent by the worker
         self._published = 0  # ordered events published (only touched on the loop)
         self._waiters: dict[int, asyncio.Future[PlanFinished]] = {}
+        self._finished_early: dict[int, PlanFinished] = {}
         self._current_ticket: int | None = None
         self._publish_lock = asyncio.Lock()
         self._drained = asyncio.Event()  # set each time an ordered event has been published
@@ -230,24 +231,32 @@ class Bridge:
         if self._current_ticket == event.ticket:
             self._current_ticket = None
         waiter = self._waiters.pop(event.ticket, None)
-        if waiter is not None and not waiter.done():
+        if waiter is None:  # its submit() has not had the ticket back yet
+            self._finished_early[event.ticket] = event
+            while len(self._finished_early) > FINISHED_EARLY_KEPT:
+                del self._finished_early[next(iter(self._finished_early))]
+        elif not waiter.done():
             waiter.set_result(event)
 
     # --------------------------------------------------------- commands down
-    def submit(
+    async def submit(
         self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> asyncio.Future[PlanFinished]:
         """Validate and start a plan; the returned future resolves when it has ended.
 
-        Raises ``ArgumentError`` or ``Refused`` at once (nothing started) on bad input, or
+        Raises ``ArgumentError`` or ``Refused`` (nothing started) on bad input, or
         ``Refused`` when a pre-flight check says no (every path to a plan passes here: Start,
-        the forms' Starts, Submit, the queue).
+        the forms' Starts, Submit, the queue). The worker is asked off the event loop.
         """
         worker = self._require_worker()
         for check in self.preflight:
             check()
-        ticket = worker.submit(plan_name, arguments, metadata)
+        ticket = await asyncio.to_thread(worker.submit, plan_name, arguments, metadata)
         waiter: asyncio.Future[PlanFinished] = self._loop.create_future()
+        finished = self._finished_early.pop(ticket, None)
+        if finished is not None:  # published while the worker's answer was on its way
+            waiter.set_result(finished)
+            return waiter
         self._waiters[ticket] = waiter
         self._current_ticket = ticket
         return waiter
@@ -273,7 +282,7 @@ class Bridge:
         await asyncio.to_thread(self._require_worker().request_pause, defer)
 
     async def resume(self) -> None:
-        self._require_worker().resume()
+        await asyncio.to_thread(self._require_worker().resume)
 
     async def stop(self) -> None:
         self._interrupted.set(await asyncio.to_thread(self._require_worker().stop))
@@ -285,21 +294,8 @@ class Bridge:
         """Halt the plan: bounded by the worker's halt timeout, whatever the RunEngine does."""
         self._interrupted.set(await asyncio.to_thread(self._require_worker().halt))
 
-    async def reconfigure(
-        self,
-        registry: Registry,
-        *,
-        profile_callbacks: Iterable[DocumentCallback] = (),
-        suspenders: Iterable[Any] = (),
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Swap in a reloaded profile (Refused while a plan is in progress)."""
-        self._require_worker().reconfigure(
-            registry, profile_callbacks=profile_callbacks, suspenders=suspenders, metadata=metadata
-        )
-
     async def shutdown(self, reason: str, timeout: float) -> bool:
-        """Abort any plan cleanly, wait for its documents, stop the worker thread."""
+        """Abort any plan cleanly, wait for its documents, end the worker."""
         worker = self._require_worker()
         return await asyncio.to_thread(worker.shutdown, reason, timeout)
 

@@ -10,11 +10,10 @@ side gives the bridge to show the events the worker sends up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .events import Coalesced, DocumentCallback, PlanFinished, Progress, WorkerEvent
-from .registry import Registry
+from .events import Coalesced, PlanFinished, Progress, WorkerEvent
 
 
 class Worker(Protocol):
@@ -46,15 +45,6 @@ class Worker(Protocol):
         """End the plan at once; within a bounded time, whatever the RunEngine does."""
         ...
 
-    def reconfigure(
-        self,
-        registry: Registry,
-        *,
-        profile_callbacks: Iterable[DocumentCallback] = (),
-        suspenders: Iterable[Any] = (),
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None: ...
-
     def shutdown(self, reason: str = ..., timeout: float = ...) -> bool: ...
 
 
@@ -67,10 +57,10 @@ class Commands(Protocol):
     @property
     def busy(self) -> bool: ...
 
-    def submit(
+    async def submit(
         self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> asyncio.Future[PlanFinished]:
-        """Start a plan; the future resolves when it has ended. Refusals raise at once."""
+        """Start a plan; the future resolves when it has ended. Refusals raise."""
         ...
 
     async def wait_current_plan(self) -> PlanFinished | None:
@@ -86,15 +76,6 @@ class Commands(Protocol):
     async def abort(self, reason: str = "") -> None: ...
 
     async def halt(self) -> None: ...
-
-    async def reconfigure(
-        self,
-        registry: Registry,
-        *,
-        profile_callbacks: Iterable[DocumentCallback] = (),
-        suspenders: Iterable[Any] = (),
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None: ...
 
 
 class Publisher(Protocol):

@@ -128,6 +128,15 @@ class PlanFinished:
 
 
 @dataclass(frozen=True)
+class WorkerRestarted:
+    """The worker process died or was ended (wedged, over its memory limit) and a new one is
+    starting: shown on Status with a MAJOR alarm, counted on Worker:Restarts."""
+
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class StatusMessage:
     """A human-readable line for the Status PV."""
 
@@ -186,6 +195,7 @@ WorkerEvent = (
     | PlanFinished
     | StatusMessage
     | PeakStatsComputed
+    | WorkerRestarted
 )
 
 #: Called by the worker, from any of its threads, with everything it has to say; it must be

@@ -250,6 +250,12 @@ class Registry:
         """The plan's parameters described for a form (kind, default, choices, limits)."""
         return self._spec(name).parameters
 
+    def point_factors(self, name: str) -> dict[str, int]:
+        """The parameters whose product is the plan's size, each with what its default counts
+        for (see :meth:`points`), in signature order."""
+        spec = self._spec(name)
+        return {f: factor_of(spec.defaults.get(f)) for f in spec.factors}
+
     # -- validation ----------------------------------------------------------------------
 
     def check_argument(

@@ -47,11 +47,10 @@ from .events import (
 from .metadata import validate_metadata
 from .registry import Registry, ValidatedPlan
 from .runs import RunTracker, plan_outcome
+from .wire import DEFAULT_HALT_TIMEOUT
 
 log = logging.getLogger(__name__)
 
-#: Seconds a Halt waits for the RunEngine to end the plan before giving it up (--halt-timeout).
-DEFAULT_HALT_TIMEOUT = 3.0
 #: Seconds a Stop or Abort waits for the RunEngine's loop to take it.
 INTERRUPT_TIMEOUT = 5.0
 
@@ -91,6 +90,8 @@ class RunEngineWorker:
         Passed to the RunEngine; lets the caller persist scan ids across restarts.
     halt_timeout
         Seconds a Halt waits for the RunEngine to end the plan before giving it up.
+    first_ticket
+        The first plan's ticket (a restarted worker's tickets follow its predecessor's).
     """
 
     def __init__(
@@ -104,13 +105,14 @@ class RunEngineWorker:
         metadata: Mapping[str, Any] | None = None,
         scan_id_source: Callable[[dict], int] | None = None,
         halt_timeout: float = DEFAULT_HALT_TIMEOUT,
+        first_ticket: int = 1,
     ) -> None:
         self._registry = registry
         self._listener = listener
         self._halt_timeout = halt_timeout
         self._lock = threading.Lock()
         self._job: _Job | None = None
-        self._tickets = itertools.count(1)
+        self._tickets = itertools.count(first_ticket)
         self._generations = itertools.count(1)
         self._options: dict[str, Any] = {"context_managers": [], "call_returns_result": True}
         if scan_id_source is not None:

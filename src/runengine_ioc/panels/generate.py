@@ -15,7 +15,7 @@ from caproto.server import PVGroup
 
 from ..ca.catalogue import CatalogueEntry, catalogue, form_entries
 from ..ca.forms import form_class
-from ..engine.registry import Registry
+from ..engine.catalog import RegistryView
 from . import alarms, archiver, phoebus, pydm
 from .screens import Screen, form_screen, main_screen
 
@@ -26,7 +26,7 @@ ARCHIVER_FILE = "archiver.json"
 ARCHIVER_NOTES = "archiver-left-out.txt"
 
 
-def screens(registry: Registry, fixed: list[CatalogueEntry]) -> list[Screen]:
+def screens(registry: RegistryView, fixed: list[CatalogueEntry]) -> list[Screen]:
     """The main screen and one form screen per plan."""
     forms = form_entries(registry, form_class)
     built = [main_screen(fixed, registry.plan_names)]
@@ -45,7 +45,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_all(
-    out_dir: Path, prefix: str, registry: Registry, ioc_class: type[PVGroup]
+    out_dir: Path, prefix: str, registry: RegistryView, ioc_class: type[PVGroup]
 ) -> list[Path]:
     """Write every file into ``out_dir``; return their paths.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..ca.autosave import Autosave
 from ..ca.server import RunEngineIOC
-from ..engine.profile import Setup
+from ..engine.catalog import ServedProfile
 from .generate import write_all
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class ControlRoom:
         await self.write_panels()
         apply = self.ioc.context.apply_setup
 
-        async def apply_and_follow(setup: Setup) -> None:
+        async def apply_and_follow(setup: ServedProfile) -> None:
             before = {name: id(form) for name, form in self.ioc.forms.items()}
             await apply(setup)
             await self.after_reload(before)

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from ..engine.catalog import RegistryView
 from ..engine.events import ExitStatus
 from ..engine.json_text import parse_plan_request
 from ..engine.metadata import validate_metadata
-from ..engine.registry import ArgumentError, Registry
+from ..engine.registry import ArgumentError
 
 #: Start-document keys the queue sets itself (which item a run belongs to, who queued it).
 QUEUE_METADATA_KEYS = frozenset({"queue_item_uid", "queued_by"})
@@ -179,13 +180,15 @@ def parse_request(text: str, label: str) -> tuple[str, dict[str, Any], dict[str,
     return plan, arguments, metadata, uid
 
 
-def check_item(registry: Registry, plan: str, args: Mapping[str, Any], metadata: Any) -> None:
+async def check_item(
+    registry: RegistryView, plan: str, args: Mapping[str, Any], metadata: Any
+) -> None:
     """The checks a Submit gets (plan, arguments, metadata), plus the queue's own keys.
 
     Run at add and again when the item runs: the registry may have been reloaded between.
     """
     registry.check_plan_name(plan)
-    registry.validate(plan, dict(args))
+    await registry.validate(plan, dict(args))
     validate_metadata(metadata, registry.metadata_keys)  # as Submit: the profile's keys too
     clash = sorted(QUEUE_METADATA_KEYS.intersection(metadata))
     if clash:

@@ -233,7 +233,7 @@ class QueueRunner:
         item = record.item
         self._stopping_seen = False
         try:  # checked again by the worker, against the plans in service now
-            future = self.commands.submit(item.plan, item.args, item.run_metadata())
+            future = await self.commands.submit(item.plan, item.args, item.run_metadata())
         except Exception as exc:  # ArgumentError, Refused: said in words
             return replace(
                 record, state=ItemState.FAIL, ended=time.time(), message=f"refused at run: {exc}"

@@ -25,6 +25,7 @@ from runengine_ioc.access.policy import (
     PolicyRefusal,
     devices_named,
 )
+from runengine_ioc.engine.catalog import RegistryView
 from runengine_ioc.engine.registry import Registry
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
@@ -97,7 +98,7 @@ def test_bad_policies_are_refused(data, message):
 
 
 def test_devices_named_reads_device_parameters_only(devices):
-    registry = Registry({"det": devices.det, "motor": devices.motor}, _plans())
+    registry = RegistryView.local(Registry({"det": devices.det, "motor": devices.motor}, _plans()))
     assert devices_named(registry, "scan", {"detectors": "det det.Imax", "motor": "motor"}) == [
         "det",
         "det.Imax",

@@ -219,7 +219,7 @@ def test_a_publisher_failing_on_an_event_does_not_stop_the_publishing():
         bridge = Bridge(asyncio.get_running_loop(), max_rate_hz=0.01)
         bridge.attach(FakeWorker())  # type: ignore[arg-type]
         publisher = FailingPublisher()
-        future = bridge.submit("count", {}, {})
+        future = await bridge.submit("count", {}, {})
         async with publishing(bridge, publisher) as task:
             for event in (StatusMessage("boom"), StatusMessage("after"), _finished(1)):
                 bridge.listener(event)
@@ -336,7 +336,7 @@ def test_submit_returns_a_future_resolved_by_the_plan_finished_of_its_ticket():
         publisher = RecordingPublisher()
         async with publishing(bridge, publisher):
             assert await bridge.wait_current_plan() is None
-            future = bridge.submit("count", {"detectors": ["det"]}, {"sample": "Si"})
+            future = await bridge.submit("count", {"detectors": ["det"]}, {"sample": "Si"})
             assert worker.calls == [("submit", "count", {"detectors": ["det"]}, {"sample": "Si"})]
             current = asyncio.ensure_future(bridge.wait_current_plan())
 
@@ -351,7 +351,7 @@ def test_submit_returns_a_future_resolved_by_the_plan_finished_of_its_ticket():
             assert await asyncio.wait_for(current, TIMEOUT) == result
             assert await bridge.wait_current_plan() is None
 
-            second = bridge.submit("count", {}, {})
+            second = await bridge.submit("count", {}, {})
             bridge.listener(_finished(2))
             assert (await asyncio.wait_for(second, TIMEOUT)).ticket == 2
 
@@ -366,7 +366,7 @@ def test_submit_raises_the_workers_refusal_at_once_and_waits_for_nothing(refusal
         worker.refusal = refusal
         bridge.attach(worker)  # type: ignore[arg-type]
         with pytest.raises(type(refusal), match=str(refusal)):
-            bridge.submit("count", {}, {})
+            await bridge.submit("count", {}, {})
         assert await bridge.wait_current_plan() is None
 
     run(main)
@@ -406,7 +406,7 @@ def test_without_a_worker_commands_fail_clearly():
     async def main() -> None:
         bridge = Bridge(asyncio.get_running_loop())
         with pytest.raises(RuntimeError, match="no worker attached"):
-            bridge.submit("count", {}, {})
+            await bridge.submit("count", {}, {})
         with pytest.raises(RuntimeError, match="no worker attached"):
             await bridge.abort()
         with pytest.raises(RuntimeError, match="no worker attached"):
@@ -432,7 +432,7 @@ def test_a_plan_submitted_through_the_bridge_resolves_its_future_when_it_ends(
         publisher = RecordingPublisher()
         try:
             async with publishing(bridge, publisher):
-                future = bridge.submit("count", {"detectors": ["det"], "num": 3}, {})
+                future = await bridge.submit("count", {"detectors": ["det"], "num": 3}, {})
                 assert bridge.busy
                 result = await asyncio.wait_for(future, TIMEOUT)
         finally:
@@ -472,7 +472,7 @@ def test_pause_resume_and_abort_through_the_bridge_reach_the_worker(
         try:
             async with publishing(bridge, publisher):
                 arguments = {"detectors": ["det"], "num": 100, "delay": 0.02}
-                future = bridge.submit("count", arguments, {})
+                future = await bridge.submit("count", arguments, {})
                 await until(lambda: bool(publisher.progress()))
                 await bridge.pause()
                 await until(lambda: published_state(publisher) == "paused")

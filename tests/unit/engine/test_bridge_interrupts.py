@@ -49,7 +49,7 @@ def test_the_interrupts_put_waits_for_the_plan_it_interrupted_not_the_next(comma
         bridge.attach(worker)  # type: ignore[arg-type]
         publisher = RecordingPublisher()
         async with publishing(bridge, publisher):
-            first = bridge.submit("count", {}, {})
+            first = await bridge.submit("count", {}, {})
 
             async def putter() -> PlanFinished | None:  # what the Stop/Abort/Halt putters do
                 await getattr(bridge, command)()
@@ -57,7 +57,7 @@ def test_the_interrupts_put_waits_for_the_plan_it_interrupted_not_the_next(comma
 
             put = asyncio.ensure_future(putter())
             await until(first.done)  # plan 1's end is published ...
-            second = bridge.submit("count", {}, {})  # ... and another client's Start lands
+            second = await bridge.submit("count", {}, {})  # ... and another client's Start lands
             worker.second_submitted.set()
             assert await asyncio.wait_for(put, TIMEOUT / 2) is None  # plan 1 had ended
             assert not second.done()

@@ -30,13 +30,13 @@ def test_a_failing_preflight_refuses_the_plan_before_the_worker_sees_it():
         worker = FakeWorker()
         bridge.attach(worker)  # type: ignore[arg-type]
         with pytest.raises(Refused, match="data directory is full"):
-            bridge.submit("count", {"num": 1}, {})
+            await bridge.submit("count", {"num": 1}, {})
         assert worker.calls == []  # nothing accepted, no ticket
         assert checked == ["disk"]  # the first refusal ends the checks
         assert await bridge.wait_current_plan() is None
 
         full = False
-        bridge.submit("count", {"num": 1}, {})
+        await bridge.submit("count", {"num": 1}, {})
         assert checked == ["disk", "disk", "other"]
         assert worker.calls == [("submit", "count", {"num": 1}, {})]
 

@@ -36,7 +36,7 @@ class ScriptedCommands:
         self.busy = False
         self.state = "idle"
 
-    def submit(
+    async def submit(
         self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> asyncio.Future[PlanFinished]:
         if self.busy:
