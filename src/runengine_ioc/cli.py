@@ -35,7 +35,12 @@ from .engine.catalog import RegistryView
 from .engine.events import RunOpened
 from .engine.profile import DEFAULT_PROFILE, ProfileError, build_setup
 from .engine.registry import DEFAULT_MAX_POINTS
-from .engine.supervisor import DEFAULT_WORKER_TIMEOUT, Supervisor, default_memory_limit_mb
+from .engine.supervisor import (
+    DEFAULT_READY_TIMEOUT,
+    DEFAULT_WORKER_TIMEOUT,
+    Supervisor,
+    default_memory_limit_mb,
+)
 from .engine.wire import DEFAULT_HALT_TIMEOUT, SinkOptions, WorkerConfig
 from .panels.generate import write_all
 from .panels.service import ControlRoom
@@ -122,6 +127,14 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
         help="seconds the worker process (the RunEngine, the profile) may go without answering "
         "before it counts as wedged and is restarted; its run is closed with exit status fail "
         f"(default: {DEFAULT_WORKER_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--worker-start-timeout",
+        type=float,
+        default=DEFAULT_READY_TIMEOUT,
+        help="seconds a worker process has to load the profile (at start-up, after a restart, "
+        "on Reload); a Reload whose profile takes longer is refused and the worker in service "
+        f"stays (default: {DEFAULT_READY_TIMEOUT:g})",
     )
     parser.add_argument(
         "--worker-memory-mb",
@@ -280,6 +293,7 @@ async def _main(
         close_cut_run=close_run,
         worker_timeout=args.worker_timeout,
         memory_limit_mb=args.worker_memory_mb,
+        ready_timeout=args.worker_start_timeout,
     )
     try:  # the profile is loaded in the worker process, never in this one
         served = await supervisor.start()

@@ -1,7 +1,8 @@
 """The worker process: the RunEngine, the profile, the devices, the sinks; no Channel Access.
 
-Started by the IOC (``python -m runengine_ioc.host FD``) with one end of a local socket as
-``FD``. It reads a :class:`~.engine.wire.WorkerConfig`, loads the profile, sends
+Started by the IOC (``python -m runengine_ioc.host FD IOC_PID``) with one end of a local
+socket as ``FD``; it dies with the IOC process. It reads a
+:class:`~.engine.wire.WorkerConfig`, loads the profile, sends
 :class:`~.engine.wire.Ready` (or :class:`~.engine.wire.LoadFailed` and exits), then serves
 requests until told to shut down or until the socket closes (the IOC is gone: the plan is
 aborted and the process ends). Events go up as they happen; per-point records are coalesced
@@ -14,10 +15,12 @@ this process only; the IOC restarts it (``engine/supervisor.py``).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
 import pickle
+import signal
 import sys
 import threading
 import traceback
@@ -47,6 +50,9 @@ from .engine.wire import (
 from .engine.worker import RunEngineWorker
 
 log = logging.getLogger("runengine_ioc.worker")
+
+#: prctl(2): the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 class Uplink:
@@ -264,8 +270,31 @@ class WorkerHost:
         return clean
 
 
+def die_with_the_ioc(ioc_pid: int) -> None:
+    """Be killed (SIGKILL) the moment the IOC process dies (Linux ``PR_SET_PDEATHSIG``).
+
+    A killed IOC leaves its run as a crash would: no stop document, reported as interrupted
+    when the IOC starts again, and no orphaned RunEngine acting on the hardware while a new
+    IOC starts its own. Where the call is not available, the end of the channel does it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != ioc_pid:  # the IOC died before the call took effect
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) > 1:
+        die_with_the_ioc(int(args[1]))
+    # Ctrl-C in the IOC's terminal, or a service manager's SIGTERM to the whole group, is the
+    # IOC's to act on: it ends the plan cleanly through this channel, then ends this process
+    # (and if the IOC itself is gone, the channel's end does the same)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     connection = Connection(int(args[0]))
     config = pickle.loads(connection.recv_bytes())
     logging.basicConfig(

@@ -175,9 +175,13 @@ class CaTools:
         """A `caput -c` that stays pending in the background (e.g. Start of a long plan)."""
         return self._background("caput", "-c", "-w", str(timeout), self.pv(suffix), str(value))
 
-    def monitor(self, *suffixes: str) -> Background:
-        """camonitor on some PVs; call finish() to end it and read what it printed."""
-        return self._background("camonitor", "-t", "n", *[self.pv(s) for s in suffixes])
+    def monitor(self, *suffixes: str, text: bool = False) -> Background:
+        """camonitor on some PVs; call finish() to end it and read what it printed.
+
+        ``text``: long strings (char arrays such as Status) printed as text (``-S``).
+        """
+        flags = ["-S"] if text else []
+        return self._background("camonitor", *flags, "-t", "n", *[self.pv(s) for s in suffixes])
 
     def configure(self, plan: str, arguments: dict, metadata: dict | None = None) -> None:
         self.put_ok("PlanName", plan)

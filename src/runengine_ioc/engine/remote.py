@@ -70,10 +70,17 @@ class WorkerProcess:
 
     # ------------------------------------------------------------------ life
     def start(self) -> None:
+        """Start the process (from the event loop's thread: the worker dies with it)."""
         ours, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "runengine_ioc.host", str(theirs.fileno())],
+                [
+                    sys.executable,
+                    "-m",
+                    "runengine_ioc.host",
+                    str(theirs.fileno()),
+                    str(os.getpid()),
+                ],
                 pass_fds=(theirs.fileno(),),
                 env=self._env,
                 stdin=subprocess.DEVNULL,

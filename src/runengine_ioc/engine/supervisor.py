@@ -33,6 +33,7 @@ from .events import (
     RunClosed,
     RunOpened,
     StateChanged,
+    StatusMessage,
     WorkerEvent,
     WorkerRestarted,
 )
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds without an answer to a ping before the worker counts as wedged (--worker-timeout).
 DEFAULT_WORKER_TIMEOUT = 20.0
+#: Seconds a starting worker has to load the profile (--worker-start-timeout).
+DEFAULT_READY_TIMEOUT = 120.0
 #: Seconds the worker has to answer anything but a plan's own commands.
 REQUEST_TIMEOUT = 10.0
 #: Tickets of successive workers never meet: each generation starts this far on.
@@ -91,7 +94,7 @@ class Supervisor:
         close_cut_run: CutRunCloser | None = None,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
         memory_limit_mb: float = 0.0,
-        ready_timeout: float = 120.0,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
         env: dict[str, str] | None = None,
     ) -> None:
         self.config = config
@@ -265,6 +268,9 @@ class Supervisor:
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
             self._ready = True
+            self._listener(
+                StatusMessage(f"worker ready again after restart {self.restarts}; plans may start")
+            )
             return
 
     # -------------------------------------------------------------- watchdog

@@ -1,0 +1,180 @@
+"""The RunEngine lives in a worker process: whatever it does costs a restart, never the IOC.
+
+Each test drives the IOC over real Channel Access while its worker process is killed, frozen,
+bloated, or replaced by a Reload whose profile exits, raises or hangs. The IOC must stay up,
+close the cut run with a stop document, say what happened (Status with a MAJOR alarm,
+WorkerRestarts) and run the next plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.polling import wait_until
+
+from .ca_tools import Background
+from .conftest import IOCProcess
+
+FAULTS = Path(__file__).with_name("profile_worker_faults.py")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"  # a zombie has ended
+    except (OSError, IndexError):
+        return False
+
+
+def worker_pids(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as file:
+        return [int(p) for p in file.read().split()]
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def start_faulty_ioc(make_ioc, tmp_path: Path, *flags: str) -> tuple[IOCProcess, Path, Path]:  # type: ignore[no-untyped-def]
+    pids, mode = tmp_path / "worker-pids", tmp_path / "profile-mode"
+    ioc = make_ioc(
+        *flags,
+        profile=str(FAULTS),
+        env={"RE_IOC_PROFILE_PIDS": str(pids), "RE_IOC_PROFILE_MODE": str(mode)},
+    )
+    return ioc, pids, mode
+
+
+def last_document(path: Path) -> dict:
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(lines[-1])
+
+
+def assert_runs_a_plan(ioc: IOCProcess) -> None:
+    ca = ioc.ca
+    ca.configure("count", {"detectors": ["det"], "num": 3})
+    ca.put_ok("Start", 1, timeout=60)
+    assert ca.get_text("ExitStatus") == "success"
+    assert ca.get_text("State") == "idle"
+
+
+def assert_cut_run_closed(ioc: IOCProcess, status: Background, ca_status_has: str) -> None:
+    """The plan ended as failed, its file ends with the IOC's stop document, Status said why
+    with a MAJOR alarm, then that a new worker is ready."""
+    ca = ioc.ca
+    ca.wait_for("ExitStatus", "fail", timeout=30)
+    ca.wait_for("State", "idle", timeout=30)
+    ca.wait_for("WorkerRestarts", "1", timeout=30)
+    seen = status.finish(until=lambda out: "worker ready again after restart 1" in out, timeout=60)
+    lines = [line for line in seen.splitlines() if "worker restarted (1 since start-up)" in line]
+    assert len(lines) == 1, seen
+    (line,) = lines
+    assert ca_status_has in line and "MAJOR" in line, line
+    (run,) = ioc.runs()
+    stop = last_document(run)
+    assert stop["name"] == "stop", stop
+    assert stop["doc"]["exit_status"] == "fail" and ca_status_has in stop["doc"]["reason"]
+    assert stop["doc"]["num_events"].get("primary", 0) >= 1
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_its_run_closed(make_ioc, tmp_path):
+    ioc, pids, _ = start_faulty_ioc(make_ioc, tmp_path)
+    assert ioc.proc is not None
+    (first,) = worker_pids(pids)
+    assert first != ioc.proc.pid  # the profile was loaded in the worker, not in the IOC
+    assert children(ioc.proc.pid) == [first]
+    ca = ioc.ca
+    ca.configure("count", {"detectors": ["det"], "num": 10000, "delay": 0.02})
+    status = ca.monitor("Status", text=True)
+    start = ca.start_put("Start", 1)
+    ca.wait_for("CurrentPoint", lambda v: int(v) >= 3)
+    os.kill(first, signal.SIGKILL)
+    start.wait(30)  # the pending Start completes: its plan has ended
+    assert_cut_run_closed(ioc, status, "killed by SIGKILL")
+    second = wait_until(lambda: worker_pids(pids)[1:], 60, what="a new worker")[0]
+    assert ioc.proc.poll() is None and not alive(first)
+    assert_runs_a_plan(ioc)
+    assert children(ioc.proc.pid) == [second]
+    assert ca.get_text("WorkerRestarts") == "1"
+
+
+def test_a_frozen_worker_is_ended_after_the_worker_timeout(make_ioc, tmp_path):
+    ioc, pids, _ = start_faulty_ioc(make_ioc, tmp_path, "--worker-timeout", "2")
+    ca = ioc.ca
+    ca.configure("freeze_worker", {"detectors": ["det"]})
+    status = ca.monitor("Status", text=True)
+    start = ca.start_put("Start", 1)
+    assert_cut_run_closed(ioc, status, "did not answer for 2 s")
+    start.wait(30)
+    assert not alive(worker_pids(pids)[0]) and len(worker_pids(pids)) == 2
+    assert_runs_a_plan(ioc)
+
+
+def test_a_runaway_plan_costs_a_worker_restart_not_the_ioc(make_ioc, tmp_path):
+    ioc, pids, _ = start_faulty_ioc(make_ioc, tmp_path, "--worker-memory-mb", "500")
+    ca = ioc.ca
+    ca.configure("eat_memory", {"detectors": ["det"], "mb_per_point": 40})
+    status = ca.monitor("Status", text=True)
+    start = ca.start_put("Start", 1)
+    assert_cut_run_closed(ioc, status, "over its limit of 500 MB")
+    start.wait(30)
+    assert ioc.proc is not None and ioc.proc.poll() is None
+    assert not alive(worker_pids(pids)[0]) and len(worker_pids(pids)) == 2
+    assert_runs_a_plan(ioc)
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("exit", "called sys.exit(3)"),
+        ("raise", "the profile broke on purpose"),
+        ("hang", "did not load within 4 s"),
+    ],
+)
+def test_a_reload_whose_profile_fails_leaves_the_serving_worker_untouched(
+    make_ioc, tmp_path, mode, said
+):
+    ioc, pids, mode_file = start_faulty_ioc(make_ioc, tmp_path, "--worker-start-timeout", "4")
+    assert ioc.proc is not None
+    (first,) = worker_pids(pids)
+    mode_file.write_text(mode)
+    result = ioc.ca.put("Reload", 1, timeout=30)
+    assert not result.ok, result.stdout
+    status = ioc.ca.get_text("Status")
+    assert said in status and "the previous profile stays in service" in status, status
+    loader = wait_until(lambda: worker_pids(pids)[1:], 10)[0]  # it did start, then
+    wait_until(lambda: not alive(loader), 10, what="the failed loader to be ended")
+    assert children(ioc.proc.pid) == [first] and ioc.ca.get_text("WorkerRestarts") == "0"
+    assert_runs_a_plan(ioc)
+    mode_file.write_text("ok")  # the profile mended: Reload swaps to a new worker
+    ioc.ca.put_ok("Reload", 1, timeout=60)
+    assert "reloaded" in ioc.ca.get_text("Status")
+    wait_until(lambda: not alive(first), 20, what="the retired worker to exit")
+    assert children(ioc.proc.pid) == [worker_pids(pids)[-1]]
+    assert_runs_a_plan(ioc)
+
+
+def test_reloads_leave_no_process_or_thread_behind(make_ioc, tmp_path):
+    ioc, pids, _ = start_faulty_ioc(make_ioc, tmp_path)
+    assert ioc.proc is not None
+    for _ in range(3):  # the thread pool that runs blocking calls grows to its size
+        ioc.ca.put_ok("Reload", 1, timeout=60)
+    assert_runs_a_plan(ioc)
+    threads = thread_count(ioc.proc.pid)
+    for _ in range(8):
+        ioc.ca.put_ok("Reload", 1, timeout=60)
+    wait_until(lambda: len(children(ioc.proc.pid)) == 1, 30, what="one worker only")
+    assert children(ioc.proc.pid) == [worker_pids(pids)[-1]]
+    assert len(worker_pids(pids)) == 12
+    assert all(not alive(pid) for pid in worker_pids(pids)[:-1])
+    wait_until(lambda: thread_count(ioc.proc.pid) <= threads, 20, what="no threads left over")
+    assert_runs_a_plan(ioc)
