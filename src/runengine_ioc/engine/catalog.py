@@ -42,11 +42,19 @@ def _plain(value: Any) -> Any:
 
 
 def _plain_parameter(info: ParameterInfo) -> ParameterInfo:
+    """A parameter as plain data: a choice's values as the JSON values a client sends (an
+    Enum's ``value``), shown as their text; devices' names stay names."""
+    values = info.choice_values
+    if info.kind == "choice" and not values:
+        values = tuple(_plain(choice) for choice in info.choices)
+    choices = info.choices
+    if info.kind == "choice":
+        choices = tuple(v if isinstance(v, str) else json.dumps(v) for v in values)
     return dataclasses.replace(
         info,
         default=_plain(info.default),
-        choices=tuple(str(c.value if isinstance(c, Enum) else c) for c in info.choices),
-        choice_values=tuple(_plain(v) for v in info.choice_values),
+        choices=tuple(str(c) for c in choices),
+        choice_values=tuple(_plain(v) for v in values),
     )
 
 

@@ -125,6 +125,8 @@ class PlanFinished:
     exit_status: ExitStatus
     message: str
     run_uids: tuple[str, ...] = field(default_factory=tuple)
+    #: the worker process ended under the plan (its run closed by the IOC)
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)

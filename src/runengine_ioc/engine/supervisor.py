@@ -246,8 +246,16 @@ class Supervisor:
                     log.exception("closing the run %s cut by the worker's end failed", run.uid)
             self._listener(RunClosed(run.uid, ExitStatus.FAIL.value, reason, 0))
         if plan is not None:
+            runs = (run.uid,) if run is not None else ()
             self._listener(
-                PlanFinished(plan.ticket, plan.plan_name, ExitStatus.FAIL, f"interrupted: {reason}")
+                PlanFinished(
+                    plan.ticket,
+                    plan.plan_name,
+                    ExitStatus.FAIL,
+                    f"interrupted: {reason}",
+                    runs,
+                    interrupted=True,
+                )
             )
         if state != "idle":
             self._listener(StateChanged("idle", state))

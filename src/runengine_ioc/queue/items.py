@@ -151,12 +151,15 @@ class Record:
         }
 
 
-def outcome(exit_status: ExitStatus, stopped: bool) -> ItemState:
+def outcome(exit_status: ExitStatus, stopped: bool, interrupted: bool = False) -> ItemState:
     """The final state of an item from its plan's exit status.
 
     bluesky reports a stopped plan as a success (its cleanup ran); ``stopped`` says whether the
     RunEngine went through ``stopping`` while the item ran, so the history tells them apart.
+    ``interrupted``: the worker process ended under it (as an IOC killed under it would).
     """
+    if interrupted:
+        return ItemState.INTERRUPTED
     if exit_status == ExitStatus.SUCCESS:
         return ItemState.STOPPED if stopped else ItemState.SUCCESS
     if exit_status == ExitStatus.ABORT:

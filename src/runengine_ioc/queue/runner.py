@@ -242,7 +242,7 @@ class QueueRunner:
         await self.say(f"queue: running {item.plan} ({item.uid})")
         result: PlanFinished = await asyncio.shield(future)
         running = self.queue.running or record
-        state = outcome(result.exit_status, self._stopping_seen)
+        state = outcome(result.exit_status, self._stopping_seen, result.interrupted)
         message = result.message
         if self._shutting_down:
             state, message = ItemState.INTERRUPTED, f"the IOC shut down while it ran: {message}"
@@ -257,8 +257,10 @@ class QueueRunner:
     def _should_go_on(self, finished: Record) -> bool:
         """After an item: go on, or stop the queue (and say why)."""
         item = finished.item
-        if finished.state == ItemState.FAIL and self.on_failure == OnFailure.STOP:
-            self.reason = f"item {item.uid} ({item.plan}) failed: {finished.message}"
+        failed = finished.state in (ItemState.FAIL, ItemState.INTERRUPTED)
+        if failed and self.on_failure == OnFailure.STOP:
+            how = "failed" if finished.state == ItemState.FAIL else "was interrupted"
+            self.reason = f"item {item.uid} ({item.plan}) {how}: {finished.message}"
         elif finished.state in (ItemState.ABORT, ItemState.STOPPED):
             # the operator ended the plan: the queue waits for them
             self.reason = f"item {item.uid} ({item.plan}) {finished.state.value}"
