@@ -12,6 +12,8 @@ from . import stats
 from .procs import STATUS_PVS
 
 MIB = 1024 * 1024
+#: Fan-out goals: plan duration with N monitoring clients / with none (median ratio).
+FANOUT_GOALS = {"10": 1.03, "50": 1.10, "100": 1.10}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -111,11 +113,12 @@ def report(results: dict[str, Any]) -> str:
         rows = []
         for clients, r in f.items():
             refs = {tuple(x) for x in r["state_reference"]}
+            ratio = R(r["doc"], base) if base else None
             rows.append(
                 [
                     clients,
                     fs(S(r["doc"]), "s"),
-                    fr(R(r["doc"], base)) if base else "—",
+                    fr(ratio) if ratio is not None else "—",
                     fs(S(r["updates_per_client"])) if clients != "0" else "—",
                     fs(S(r["updates_min"])) if clients != "0" else "—",
                     (
@@ -124,6 +127,16 @@ def report(results: dict[str, Any]) -> str:
                         else "—"
                     ),
                     " / ".join("→".join(x) for x in sorted(refs)),
+                    (
+                        f"{fs(S(r['ioc_cpu']), 's')} / {fs(S(r['worker_cpu']), 's')}"
+                        if r.get("ioc_cpu")
+                        else "—"
+                    ),
+                    (
+                        f"≤ {FANOUT_GOALS[clients]:.2f} {ok(ratio, FANOUT_GOALS[clients])}"
+                        if clients in FANOUT_GOALS and ratio is not None
+                        else ""
+                    ),
                 ]
             )
         parts.append(
@@ -138,6 +151,8 @@ def report(results: dict[str, Any]) -> str:
                     "fewest updates",
                     "clients that saw every State transition",
                     "State sequence (driver)",
+                    "CPU during the plan: IOC / worker",
+                    "goal (ratio)",
                 ],
                 rows,
             )

@@ -1,6 +1,7 @@
 """Run every benchmark and write ``results/<stamp>.md`` (the tables) and ``<stamp>.json`` (raw).
 
-``python -m benchmarks.run [--quick] [--repeats N] [--no-queueserver] [--out DIR]``
+``python -m benchmarks.run [--quick] [--repeats N] [--no-queueserver] [--out DIR]
+[--only SECTION,...]``
 
 Sections (see benchmarks/README.md): per-point overhead, control latency, fan-out, footprint,
 each side by side with bluesky-queueserver where it has an equivalent. Compared runs are
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import platform
@@ -44,6 +46,8 @@ from .report import report, summarize_profile, versions
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
 COUNT = "count"
+#: The sections, in the order they run; ``--only`` picks some of them (default: all).
+SECTIONS = ("footprint", "latency", "points", "fanout")
 
 
 @dataclass
@@ -52,13 +56,14 @@ class Config:
     startup_repeats: int = 7
     points: tuple[int, ...] = (100, 1000, 10000)
     qs_points: tuple[int, ...] = (100, 1000)
-    fanout: tuple[int, ...] = (0, 10, 50)
+    fanout: tuple[int, ...] = (0, 10, 50, 100)
     fanout_points: int = 1000
     plans: int = 1000
     settle: float = 0.3
     queueserver: bool = True
     quick: bool = False
     switch_interval: float | None = None
+    sections: tuple[str, ...] = SECTIONS
     out: Path = field(default_factory=lambda: HERE / "results")
 
 
@@ -162,7 +167,7 @@ def bench_startup(cfg: Config, procs: Processes, work: Path, repeater: int) -> d
 
 
 def bench_control(
-    cfg: Config, ioc: IOC, driver: JsonProc, baseline: JsonProc, qs: Any
+    cfg: Config, ioc: IOC, driver: JsonProc, baseline: Any, qs: Any
 ) -> dict[str, list]:
     raw: dict[str, list] = collections.defaultdict(list)
     driver.call(op="configure", plan=COUNT, args=count_args(10**7))
@@ -196,7 +201,7 @@ def bench_control(
 
 
 def bench_points(
-    cfg: Config, ioc: IOC, driver: JsonProc, baseline: JsonProc, qs: Any
+    cfg: Config, ioc: IOC, driver: JsonProc, baseline: Any, qs: Any
 ) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for num in cfg.points:
@@ -254,6 +259,22 @@ def _monitor_lines(path: Path, prefix: str) -> list[tuple[str, str]]:
     return lines
 
 
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) so far of the IOC process and of its children (the worker)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        own = sum(proc.cpu_times()[:2])
+        children = 0.0
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                children += sum(child.cpu_times()[:2])
+        return own, children
+    except psutil.Error:
+        return float("nan"), float("nan")
+
+
 def bench_fanout(
     cfg: Config, procs: Processes, work: Path, ioc: IOC, driver: JsonProc
 ) -> dict[str, Any]:
@@ -281,7 +302,11 @@ def bench_fanout(
             time.sleep(0.5)
             before = {p.name for p in ioc.runs()}
             t_before = time.time()
+            cpu0 = _cpu_seconds(ioc.pid)
             wall = driver.call(op="run")["wall"]
+            cpu1 = _cpu_seconds(ioc.pid)
+            r["ioc_cpu"].append(cpu1[0] - cpu0[0])
+            r["worker_cpu"].append(cpu1[1] - cpu0[1])
             start, stop, events = run_times(latest_run(ioc.data_dir, before))
             assert events == cfg.fanout_points
             r["doc"].append(stop - start)
@@ -339,7 +364,8 @@ def run(cfg: Config) -> dict[str, Any]:
                 f", IOC switch interval {cfg.switch_interval} s"
                 if cfg.switch_interval is not None
                 else ""
-            ),
+            )
+            + (f", only {','.join(cfg.sections)}" if cfg.sections != SECTIONS else ""),
             "repeats": cfg.repeats,
             "versions": versions(),
         },
@@ -358,35 +384,44 @@ def run(cfg: Config) -> dict[str, Any]:
                 [str(EPICS_BIN / "caRepeater")],
                 env=dict(os.environ, EPICS_CA_REPEATER_PORT=str(repeater)),
             )
-            log("start-up and idle footprint")
-            results["startup"] = bench_startup(cfg, procs, work, repeater)
+            only = set(cfg.sections)
+            if "footprint" in only:
+                log("start-up and idle footprint")
+                results["startup"] = bench_startup(cfg, procs, work, repeater)
             ioc = IOC(procs, repeater, work, "main")
             ioc.switch_interval = cfg.switch_interval
             ioc.start()
             qs = None
-            if cfg.queueserver:
+            if cfg.queueserver and only & {"latency", "points"}:
                 qs = QueueServer(procs, work, "main")
                 qs.start()
-            baseline = JsonProc(
-                procs, ["benchmarks.inprocess", str(work / "inproc")], work / "inproc.log"
-            )
+            baseline = None
+            if only & {"latency", "points"}:
+                baseline = JsonProc(
+                    procs, ["benchmarks.inprocess", str(work / "inproc")], work / "inproc.log"
+                )
             driver = JsonProc(
                 procs, ["benchmarks.client", ioc.prefix], work / "client.log", env=ioc.env
             )
-            log("control latency")
-            results["control"] = bench_control(cfg, ioc, driver, baseline, qs)
-            log("per-point overhead")
-            results["points"] = bench_points(cfg, ioc, driver, baseline, qs)
-            log("fan-out")
-            results["fanout"] = bench_fanout(cfg, procs, work, ioc, driver)
-            log("footprint after plans")
-            results["plans"] = bench_plans(cfg, ioc, driver)
+            if "latency" in only:
+                log("control latency")
+                results["control"] = bench_control(cfg, ioc, driver, baseline, qs)
+            if "points" in only:
+                log("per-point overhead")
+                results["points"] = bench_points(cfg, ioc, driver, baseline, qs)
+            if "fanout" in only:
+                log("fan-out")
+                results["fanout"] = bench_fanout(cfg, procs, work, ioc, driver)
+            if "footprint" in only:
+                log("footprint after plans")
+                results["plans"] = bench_plans(cfg, ioc, driver)
             if qs is not None:
                 rss, threads = rss_and_threads(qs.pids())
                 results["qs_end"] = {"rss": rss, "threads": threads}
                 qs.stop()
             driver.close()
-            baseline.close()
+            if baseline is not None:
+                baseline.close()
             ioc.stop()
         finally:
             procs.close()
@@ -454,9 +489,21 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="experiment: the main IOC runs with this sys.setswitchinterval (seconds)",
     )
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)",
+    )
     args = parser.parse_args(argv)
+    sections = SECTIONS
+    if args.only:
+        wanted = {x.strip() for x in args.only.split(",") if x.strip()}
+        unknown = wanted - set(SECTIONS)
+        if unknown or not wanted:
+            parser.error(f"--only: unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
+        sections = tuple(x for x in SECTIONS if x in wanted)
     cfg = Config(out=args.out, queueserver=not args.no_queueserver, quick=args.quick)
     cfg.switch_interval = args.ioc_switch_interval
+    cfg.sections = sections
     if args.quick:
         cfg.repeats = cfg.startup_repeats = 3
         cfg.points = (100, 1000)

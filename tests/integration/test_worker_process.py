@@ -74,7 +74,9 @@ def assert_cut_run_closed(ioc: IOCProcess, status: Background, ca_status_has: st
     ca.wait_for("ExitStatus", "fail", timeout=30)
     ca.wait_for("State", "idle", timeout=30)
     ca.wait_for("WorkerRestarts", "1", timeout=30)
-    seen = status.finish(until=lambda out: "worker ready again after restart 1" in out, timeout=60)
+    ready = "worker ready again after restart 1"
+    seen = status.finish(until=lambda out: ready in out, timeout=60)
+    assert ready in seen, seen
     lines = [line for line in seen.splitlines() if "worker restarted (1 since start-up)" in line]
     assert len(lines) == 1, seen
     (line,) = lines
@@ -178,3 +180,29 @@ def test_reloads_leave_no_process_or_thread_behind(make_ioc, tmp_path):
     assert all(not alive(pid) for pid in worker_pids(pids)[:-1])
     wait_until(lambda: thread_count(ioc.proc.pid) <= threads, 20, what="no threads left over")
     assert_runs_a_plan(ioc)
+
+
+def test_a_queue_item_whose_worker_dies_is_interrupted_and_the_queue_stops(make_ioc, tmp_path):
+    ioc, pids, _ = start_faulty_ioc(make_ioc, tmp_path)
+    ca = ioc.ca
+    long, after = "item-cut-by-the-kill", "item-after"
+    slow = {"detectors": ["det"], "num": 10000, "delay": 0.02}
+    ca.put_ok("Queue:Add", {"plan": "count", "args": slow, "uid": long}, string=True)
+    short = {"detectors": ["det"], "num": 2}
+    ca.put_ok("Queue:Add", {"plan": "count", "args": short, "uid": after}, string=True)
+    queue = ca.start_put("Queue:Start", 1)
+    status = ca.monitor("Status", text=True)
+    ca.wait_for("CurrentPoint", lambda v: int(v) >= 3)
+    os.kill(worker_pids(pids)[0], signal.SIGKILL)
+    queue.wait(60)  # the queue stopped: its put completes
+    assert ca.get("Queue:State") == "idle" and ca.get("Queue:State.SEVR") == "MINOR"
+    ca.put_ok("Item:Uid", long)
+    assert ca.get("Item:State") == "interrupted"
+    (run,) = ioc.runs()
+    assert json.loads(ca.get_text("Item:Runs")) == [last_document(run)["doc"]["run_start"]]
+    assert [entry["uid"] for entry in json.loads(ca.get_text("Queue:Items"))] == [after]
+    ready = "worker ready again after restart 1"
+    assert ready in status.finish(until=lambda out: ready in out, timeout=60)
+    ca.put_ok("Queue:Start", 1, timeout=60)  # the rest of the queue runs on the new worker
+    ca.put_ok("Item:Uid", after)
+    assert ca.get("Item:State") == "success"

@@ -47,12 +47,14 @@ class HeartbeatGroup(IOCGroup):
         if context is None:
             return False
         try:
-            return context.commands.state not in UNHEALTHY_STATES
+            well = context.commands.state not in UNHEALTHY_STATES
         except Exception as exc:  # a worker that cannot say its state is not well
             if not self._warned:
                 log.warning("heartbeat paused: the worker's state is unknown (%s)", exc)
             self._warned = True
             return False
+        self._warned = self._warned and not well  # said once per spell
+        return well
 
     @heartbeat.scan(period=HEARTBEAT_PERIOD)  # type: ignore[no-redef]
     async def heartbeat(self, instance: Any, async_lib: Any) -> None:

@@ -316,6 +316,9 @@ class Supervisor:
 
     @property
     def state(self) -> str:
+        """The RunEngine's state; Refused while no worker is ready (the Heartbeat stops)."""
+        if not self._ready:
+            raise Refused("the worker is restarting")
         return self._state
 
     @property
