@@ -29,7 +29,7 @@ from .data.files import (
     describe_interrupted,
     find_interrupted_runs,
 )
-from .data.live_data import DEFAULT_CAPACITY
+from .data.live_data import DEFAULT_CAPACITY, MAX_CAPACITY
 from .engine.bridge import Bridge
 from .engine.catalog import RegistryView
 from .engine.events import RunOpened
@@ -62,6 +62,14 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _capacity(text: str) -> int:
+    """An argparse type: the live-data arrays' length, 1..MAX_CAPACITY."""
+    value = _positive_int(text)
+    if value > MAX_CAPACITY:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_CAPACITY}, got {value}")
     return value
 
 
@@ -170,10 +178,11 @@ def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser
     )
     parser.add_argument(
         "--data-capacity",
-        type=int,
+        type=_capacity,
         default=DEFAULT_CAPACITY,
         help="points kept in the Data:X/Y arrays; a longer run keeps the most recent "
-        f"(default: {DEFAULT_CAPACITY})",
+        f"(default: {DEFAULT_CAPACITY}; at most {MAX_CAPACITY}: five arrays of doubles that "
+        "every plot client reads whole)",
     )
     parser.add_argument(
         "--panels-dir",
@@ -371,7 +380,7 @@ def panels_main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="directory to write the files into")
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help="the beamline profile")
     parser.add_argument("--happi-db", default=None, help="a happi JSON database")
-    parser.add_argument("--data-capacity", type=int, default=DEFAULT_CAPACITY)
+    parser.add_argument("--data-capacity", type=_capacity, default=DEFAULT_CAPACITY)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -38,6 +38,8 @@ from ..engine.events import (
 log = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY = 10_000
+#: The longest Data:X/Y arrays (--data-capacity): 8 MB each, read whole by every plot client.
+MAX_CAPACITY = 1_000_000
 #: How many detector arrays (Data:Y1 ... Data:Y4).
 MAX_Y = 4
 SEQ_NUM = "seq_num"

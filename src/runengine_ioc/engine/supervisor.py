@@ -58,6 +58,10 @@ RETRY_PAUSE = 5.0
 CutRunCloser = Callable[[RunOpened, str], None]
 
 
+def _was_ready(process: WorkerProcess) -> bool:
+    return process.ready.done() and process.ready.exception() is None
+
+
 def default_memory_limit_mb() -> float:
     """Half of the machine's memory: a runaway plan is ended long before the OOM killer."""
     try:
@@ -230,8 +234,8 @@ class Supervisor:
         self._listener(event)
 
     def _on_exit(self, process: WorkerProcess, code: int | None) -> None:
-        if process is not self._current or self._stopping:
-            return
+        if process is not self._current or self._stopping or not _was_ready(process):
+            return  # retired, shutting down, or never ready (whoever waits for it is told)
         reason = process.kill_reason or "the worker process ended"
         log.error("worker process %s: %s", process.pid, reason)
         self._ready = False
