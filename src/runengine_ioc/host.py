@@ -166,7 +166,6 @@ class WorkerHost:
         self.worker: RunEngineWorker | None = None
         self.sinks: list[GuardedSink] = []
         self.files: LocalFilesSink | None = None
-        self.finished = threading.Event()
 
     def start(self) -> bool:
         """Load the profile and start the RunEngine; False (LoadFailed sent) if it cannot."""
@@ -205,7 +204,7 @@ class WorkerHost:
 
     def serve(self) -> None:
         """Answer requests until shut down or until the IOC closes the socket."""
-        while not self.finished.is_set():
+        while True:
             try:
                 request = pickle.loads(self.connection.recv_bytes())
             except (EOFError, OSError):
@@ -217,6 +216,9 @@ class WorkerHost:
             if request.op == "ping":
                 self.uplink.send(Reply(request.id, os.getpid()))
                 continue
+            if request.op == "shutdown":  # the last request: answered here, then the end
+                self._answer(request)
+                return
             threading.Thread(target=self._answer, args=(request,), daemon=True).start()
 
     def _answer(self, request: Request) -> None:
@@ -231,8 +233,6 @@ class WorkerHost:
             log.error("request %s failed:\n%s", request.op, traceback.format_exc())
             reply = Reply(request.id, error=f"{type(exc).__name__}: {exc}", kind="error")
         self.uplink.send(reply)
-        if request.op == "shutdown":
-            self.finished.set()
 
     def _do(self, op: str, args: tuple[Any, ...]) -> Any:
         worker = self.worker
