@@ -19,6 +19,8 @@ import pytest
 
 from tests.polling import wait_until
 
+from .processes import children
+
 CLIENT = Path(__file__).with_name("race_client.py")
 STUCK_PROFILE = Path(__file__).with_name("profile_stuck_axis.py")
 TRIES = 50
@@ -95,6 +97,8 @@ def test_halt_ends_a_stop_whose_cleanup_hangs_and_the_ioc_goes_on(make_ioc):
     Halt ends it within the halt timeout (closing the run), the next plan runs; and SIGTERM
     during another hung cleanup exits promptly, with exit code 0."""
     ioc = make_ioc("--halt-timeout", str(HALT_TIMEOUT), profile=str(STUCK_PROFILE))
+    assert ioc.proc is not None
+    (tainted,) = children(ioc.proc.pid)
     ca = ioc.ca
     ca.configure("stuck_cleanup", {"detectors": ["det"], "axis": "stuck"})
     start = ca.start_put("Start", 1)
@@ -124,6 +128,10 @@ def test_halt_ends_a_stop_whose_cleanup_hangs_and_the_ioc_goes_on(make_ioc):
     assert ca.put("Start", 1).ok
     assert ca.get("ExitStatus") == "success"
     assert len(stop_documents(ioc.data_dir)) == 2
+    # and, out of sight, a fresh worker process takes over from the one with threads left behind
+    assert ioc.proc is not None
+    wait_until(lambda: children(ioc.proc.pid) not in ([], [tainted]), 60, what="a new worker")
+    assert ca.get("WorkerRestarts") == "0"  # a replacement, not a restart
 
     # SIGTERM during a hung cleanup (on the fresh RunEngine): a prompt, clean exit
     ca.configure("stuck_cleanup", {"detectors": ["det"], "axis": "stuck"})

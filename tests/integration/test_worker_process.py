@@ -19,29 +19,9 @@ from tests.polling import wait_until
 
 from .ca_tools import Background
 from .conftest import IOCProcess
+from .processes import alive, children, thread_count, worker_pids
 
 FAULTS = Path(__file__).with_name("profile_worker_faults.py")
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"  # a zombie has ended
-    except (OSError, IndexError):
-        return False
-
-
-def worker_pids(path: Path) -> list[int]:
-    return [int(line) for line in path.read_text().split()] if path.exists() else []
-
-
-def children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as file:
-        return [int(p) for p in file.read().split()]
-
-
-def thread_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def start_faulty_ioc(make_ioc, tmp_path: Path, *flags: str) -> tuple[IOCProcess, Path, Path]:  # type: ignore[no-untyped-def]

@@ -139,6 +139,14 @@ class WorkerRestarted:
 
 
 @dataclass(frozen=True)
+class WorkerTainted:
+    """The worker gave a RunEngine up and left its threads behind: it asks to be replaced by
+    a fresh process once idle (the IOC's supervisor does so, out of sight of clients)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class StatusMessage:
     """A human-readable line for the Status PV."""
 
@@ -198,6 +206,7 @@ WorkerEvent = (
     | StatusMessage
     | PeakStatsComputed
     | WorkerRestarted
+    | WorkerTainted
 )
 
 #: Called by the worker, from any of its threads, with everything it has to say; it must be

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .catalog import RegistryView, ServedProfile
+from .catalog import RegistryDescription, RegistryView, ServedProfile
 from .events import (
     Coalesced,
     ExitStatus,
@@ -36,6 +36,7 @@ from .events import (
     StatusMessage,
     WorkerEvent,
     WorkerRestarted,
+    WorkerTainted,
 )
 from .profile import ProfileError
 from .remote import WorkerGone, WorkerProcess
@@ -51,6 +52,8 @@ DEFAULT_READY_TIMEOUT = 120.0
 REQUEST_TIMEOUT = 10.0
 #: Tickets of successive workers never meet: each generation starts this far on.
 TICKETS_PER_GENERATION = 10**9
+#: How often a worker waiting to be replaced looks for a moment with no plan.
+RECYCLE_POLL = 0.2
 #: Pause between attempts to start a worker that failed to start after a restart.
 RETRY_PAUSE = 5.0
 
@@ -114,6 +117,8 @@ class Supervisor:
         self._ready = False
         self._stopping = False
         self._reloading = False
+        self._submitting = 0  # submits on their way to the worker (no swap meanwhile)
+        self._description: RegistryDescription | None = None  # the registry in service
         self.restarts = 0
         # what the worker in service is doing, read from its events as they pass
         self._state = "idle"
@@ -164,6 +169,7 @@ class Supervisor:
             self._current = process
         ready = await self._await_ready(process)
         self._ready = True
+        self._description = ready.registry
         return self._served(ready)
 
     async def load_new(self) -> ServedProfile:
@@ -183,14 +189,63 @@ class Supervisor:
             raise
 
         async def swap() -> None:
-            with self._lock:
-                old, self._current = self._current, process
-                self._state, self._plan, self._run = "idle", None, None
-            self._reloading = False
-            if old is not None:
-                await asyncio.to_thread(self._retire, old, "replaced by a Reload")
+            try:
+                await self._swap(process, ready, "replaced by a Reload")
+            except Refused:
+                process.kill("a plan started while the profile loaded")
+                raise Refused(
+                    "a plan started while the profile loaded; the previous profile stays in service"
+                ) from None
+            finally:
+                self._reloading = False
 
         return self._served(ready, swap)
+
+    async def _swap(self, process: WorkerProcess, ready: Ready, reason: str) -> None:
+        """Put a ready worker in service and retire the old one; Refused (nothing changed) if
+        a plan is in progress or on its way to the old one."""
+        with self._lock:
+            if self._plan is not None or self._submitting:
+                raise Refused("a plan is in progress")
+            old, self._current = self._current, process
+            self._state, self._plan, self._run = "idle", None, None
+            self._description = ready.registry
+        if old is not None:
+            await asyncio.to_thread(self._retire, old, reason)
+
+    async def _recycle(self, reason: str) -> None:
+        """Replace a worker that gave a RunEngine up, once idle, with the same profile.
+
+        Plans are not refused meanwhile: the swap waits for a moment with none in progress.
+        If the profile on disk has changed (another registry), the worker stays until Reload.
+        """
+        while not self._stopping:
+            while self.busy or self._submitting or not self._ready or self._reloading:
+                await asyncio.sleep(RECYCLE_POLL)
+                if self._stopping:
+                    return
+            process = self._spawn(self.config)
+            try:
+                ready = await self._await_ready(process)
+            except ProfileError as exc:
+                log.error("replacing the worker after %s failed: %s", reason, exc)
+                return
+            if ready.registry != self._description:
+                process.kill("the profile on disk has changed")
+                self._listener(
+                    StatusMessage(
+                        "the worker keeps its threads left behind: the profile on "
+                        "disk has changed; Reload to replace it"
+                    )
+                )
+                return
+            try:
+                await self._swap(process, ready, "replaced: it had given a RunEngine up")
+            except Refused:
+                process.kill("a plan started before the swap")
+                continue
+            log.info("worker process %s in service (after %s)", process.pid, reason)
+            return
 
     def refuse_while_reloading(self) -> None:
         """A pre-flight check of the bridge's: no plan starts while a Reload is under way."""
@@ -201,10 +256,6 @@ class Supervisor:
     def worker_pid(self) -> int | None:
         process = self._current
         return process.pid if process is not None else None
-
-    def abandon_reload(self) -> None:
-        """The IOC could not serve a reloaded profile: plans are accepted again."""
-        self._reloading = False
 
     def _retire(self, process: WorkerProcess, reason: str) -> None:
         """End a worker that is no longer in service: cleanly if it can, else killed."""
@@ -217,6 +268,10 @@ class Supervisor:
     def _on_event(self, process: WorkerProcess, event: WorkerEvent | Coalesced) -> None:
         if process is not self._current:
             return  # a retired worker's last words
+        if isinstance(event, WorkerTainted):
+            if self._loop is not None:
+                asyncio.run_coroutine_threadsafe(self._recycle(event.reason), self._loop)
+            return
         if isinstance(event, StateChanged):
             self._state = event.state
         elif isinstance(event, PlanAccepted):
@@ -274,12 +329,19 @@ class Supervisor:
             with self._lock:
                 self._current = process
             try:
-                await self._await_ready(process)
+                ready = await self._await_ready(process)
             except ProfileError as exc:
                 log.error("the new worker could not start: %s; trying again", exc)
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
             self._ready = True
+            if ready.registry != self._description:
+                self._listener(
+                    StatusMessage(
+                        "the restarted worker read a changed profile (edited on disk?): "
+                        "Reload to serve its plans"
+                    )
+                )
             self._listener(
                 StatusMessage(f"worker ready again after restart {self.restarts}; plans may start")
             )
@@ -334,9 +396,16 @@ class Supervisor:
     ) -> int:
         if self._reloading:
             raise Refused("a Reload is under way; start the plan when it has finished")
-        ticket: int = self._process().request(
-            "submit", plan_name, dict(arguments), dict(metadata), timeout=REQUEST_TIMEOUT
-        )
+        with self._lock:
+            process = self._process()
+            self._submitting += 1
+        try:
+            ticket: int = process.request(
+                "submit", plan_name, dict(arguments), dict(metadata), timeout=REQUEST_TIMEOUT
+            )
+        finally:
+            with self._lock:
+                self._submitting -= 1
         return ticket
 
     def request_pause(self, defer: bool = False) -> None:

@@ -43,6 +43,7 @@ from .events import (
     Refused,
     StateChanged,
     StatusMessage,
+    WorkerTainted,
 )
 from .metadata import validate_metadata
 from .registry import Registry, ValidatedPlan
@@ -333,6 +334,7 @@ class RunEngineWorker:
         if not closing and last is not None and last.get("exit_status") in ("success", "fail"):
             status = ExitStatus(last["exit_status"])
         self._finish(job, status, f"{why}; a fresh RunEngine is in service")
+        self._listener(WorkerTainted(why))  # the threads left behind go with the process
 
     def _serve(self, engine: Engine) -> None:
         while not engine.abandoned:  # a given-up thread that comes back ends here
