@@ -21,22 +21,6 @@ from .events import DataSnapshot
 #: Seconds a Halt waits for the RunEngine to end the plan before giving it up (--halt-timeout).
 DEFAULT_HALT_TIMEOUT = 3.0
 
-#: Operations the worker answers (see ``runengine_ioc.host``).
-OPERATIONS = frozenset(
-    {
-        "ping",
-        "submit",
-        "pause",
-        "resume",
-        "stop",
-        "abort",
-        "halt",
-        "validate",
-        "check_argument",
-        "shutdown",
-    }
-)
-
 
 @dataclass(frozen=True)
 class SinkOptions:
