@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from .catalog import RegistryDescription, RegistryView, ServedProfile
@@ -269,8 +269,7 @@ class Supervisor:
         if process is not self._current:
             return  # a retired worker's last words
         if isinstance(event, WorkerTainted):
-            if self._loop is not None:
-                asyncio.run_coroutine_threadsafe(self._recycle(event.reason), self._loop)
+            self._on_loop(self._recycle(event.reason))
             return
         if isinstance(event, StateChanged):
             self._state = event.state
@@ -319,8 +318,17 @@ class Supervisor:
         if state != "idle":
             self._listener(StateChanged("idle", state))
         self._listener(WorkerRestarted(self.restarts, reason))
-        if self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._restart(), self._loop)
+        self._on_loop(self._restart())
+
+    def _on_loop(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine on the IOC's loop, from a reader thread; dropped once it has ended."""
+        if self._loop is None or self._loop.is_closed():
+            work.close()
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(work, self._loop)
+        except RuntimeError:  # the loop closed meanwhile: the IOC is ending
+            work.close()
 
     async def _restart(self) -> None:
         """Start a worker in place of the one that ended, until one is ready."""
