@@ -197,6 +197,8 @@ class Bridge:
                         await publisher.publish_event(event)
                     except Exception:
                         log.exception("publishing %r failed", event)
+                # let the clients' senders take what this event changed before the next one
+                await asyncio.sleep(0)
             finally:
                 # even when publishing died on it: the event is dealt with, and the put
                 # waiting for a plan's end is released
