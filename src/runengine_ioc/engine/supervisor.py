@@ -148,8 +148,9 @@ class Supervisor:
             raise ProfileError(
                 f"the profile did not load within {self.ready_timeout:g} s (a hang?)"
             ) from None
-        except WorkerGone as exc:
-            process.kill(str(exc))
+        except WorkerGone as exc:  # it said why and exits (or has died): see that it is gone
+            if await asyncio.to_thread(process.wait_exit, 5.0) is None:
+                process.kill(str(exc))
             raise ProfileError(str(exc)) from None
 
     def _served(self, ready: Ready, on_applied: Any = None) -> ServedProfile:
