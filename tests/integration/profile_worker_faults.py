@@ -3,7 +3,8 @@
 The IOC runs its profile in a worker process; these faults must cost a worker restart (or a
 refused Reload), never the IOC. ``RE_IOC_PROFILE_MODE`` names a file whose content decides how
 the *next* load of this profile behaves: ``exit`` (``sys.exit(3)``), ``hang`` (never returns),
-``raise``, anything else loads normally. ``RE_IOC_PROFILE_PIDS`` names a file each load appends
+``raise``, ``sink`` (with a profile callback that drops every document), anything else loads
+normally. ``RE_IOC_PROFILE_PIDS`` names a file each load appends
 its process id to, so a test can tell the worker's process from the IOC's.
 """
 
@@ -54,6 +55,11 @@ def eat_memory(detectors: Sequence[Readable], mb_per_point: int = 50, points: in
     return (yield from inner())
 
 
+def dropping_sink(name: str, doc: dict) -> None:
+    """A profile callback that fails on every document (its guard counts them as dropped)."""
+    raise RuntimeError("this sink drops everything")
+
+
 def _mode() -> str:
     path = os.environ.get("RE_IOC_PROFILE_MODE")
     return Path(path).read_text().strip() if path and Path(path).exists() else ""
@@ -75,5 +81,6 @@ def build_profile() -> Profile:
     return Profile(
         devices=profile.devices,
         plans=[*DEFAULT_PLANS, freeze_worker, eat_memory],
+        callbacks=[dropping_sink] if mode == "sink" else [],
         metadata={"beamline_id": "test"},
     )

@@ -186,3 +186,22 @@ def test_a_queue_item_whose_worker_dies_is_interrupted_and_the_queue_stops(make_
     ca.put_ok("Queue:Start", 1, timeout=60)  # the rest of the queue runs on the new worker
     ca.put_ok("Item:Uid", after)
     assert ca.get("Item:State") == "success"
+
+
+def test_sinks_status_follows_the_reloaded_profile_and_dropped_documents_stay_counted(
+    make_ioc, tmp_path
+):
+    ioc, _, mode_file = start_faulty_ioc(make_ioc, tmp_path)
+    ca = ioc.ca
+    assert ca.get_text("Sinks:Status") == "no sinks besides the local files"
+    mode_file.write_text("sink")
+    ca.put_ok("Reload", 1, timeout=60)
+    ca.wait_for("Sinks:Status", lambda _: "profile dropping_sink" in ca.get_text("Sinks:Status"))
+    assert_runs_a_plan(ioc)  # its documents are dropped by the profile's sink, not the plan
+    dropped = int(wait_until(lambda: int(ca.get("Sinks:Dropped")), 30, what="drops counted"))
+    mode_file.write_text("ok")
+    ca.put_ok("Reload", 1, timeout=60)
+    ca.wait_for(
+        "Sinks:Status", lambda _: ca.get_text("Sinks:Status") == "no sinks besides the local files"
+    )
+    assert int(ca.get("Sinks:Dropped")) >= dropped  # since the IOC started, not the worker

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .events import Coalesced, DataUpdate, Refused, WorkerEvent
+from .events import Coalesced, DataUpdate, Refused, SinkHealth, WorkerEvent
 from .signatures import ArgumentError
 from .wire import DataTaken, LoadFailed, Ready, Reply, Request, WorkerConfig, dump, load_from_worker
 
@@ -67,6 +67,7 @@ class WorkerProcess:
         self._connection: Connection | None = None
         self.gone = threading.Event()
         self.kill_reason = ""
+        self.sink_health: SinkHealth | None = None  # its last report while not in service
 
     # ------------------------------------------------------------------ life
     def start(self) -> None:

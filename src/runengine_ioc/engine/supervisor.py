@@ -32,6 +32,7 @@ from .events import (
     Refused,
     RunClosed,
     RunOpened,
+    SinkHealth,
     StateChanged,
     StatusMessage,
     WorkerEvent,
@@ -118,6 +119,8 @@ class Supervisor:
         self._stopping = False
         self._reloading = False
         self._submitting = 0  # submits on their way to the worker (no swap meanwhile)
+        self._sink_health: SinkHealth | None = None  # the last report of the worker in service
+        self._dropped_before = 0  # documents dropped by the sinks of earlier workers
         self._description: RegistryDescription | None = None  # the registry in service
         self.restarts = 0
         # what the worker in service is doing, read from its events as they pass
@@ -211,6 +214,10 @@ class Supervisor:
             old, self._current = self._current, process
             self._state, self._plan, self._run = "idle", None, None
             self._description = ready.registry
+        self._count_dropped_so_far()
+        if process.sink_health is not None:  # Sinks:Status shows the new worker's sinks
+            self._sink_health = process.sink_health
+            self._listener(self._with_earlier_drops(process.sink_health))
         if old is not None:
             await asyncio.to_thread(self._retire, old, reason)
 
@@ -268,7 +275,12 @@ class Supervisor:
     # ----------------------------------------------------------------- events
     def _on_event(self, process: WorkerProcess, event: WorkerEvent | Coalesced) -> None:
         if process is not self._current:
-            return  # a retired worker's last words
+            if isinstance(event, SinkHealth):  # a loading worker's sinks: shown at its swap
+                process.sink_health = event
+            return  # else a retired worker's last words
+        if isinstance(event, SinkHealth):
+            self._sink_health = event
+            event = self._with_earlier_drops(event)
         if isinstance(event, WorkerTainted):
             self._on_loop(self._recycle(event.reason))
             return
@@ -288,11 +300,22 @@ class Supervisor:
             self._plan = None
         self._listener(event)
 
+    def _count_dropped_so_far(self) -> None:
+        """A worker leaves service: what its sinks dropped stays counted (Sinks:Dropped is
+        since the IOC started, not since this worker did)."""
+        if self._sink_health is not None:
+            self._dropped_before += self._sink_health.undelivered
+            self._sink_health = None
+
+    def _with_earlier_drops(self, health: SinkHealth) -> SinkHealth:
+        return dataclasses.replace(health, undelivered=health.undelivered + self._dropped_before)
+
     def _on_exit(self, process: WorkerProcess, code: int | None) -> None:
         if process is not self._current or self._stopping or not _was_ready(process):
             return  # retired, shutting down, or never ready (whoever waits for it is told)
         reason = process.kill_reason or "the worker process ended"
         log.error("worker process %s: %s", process.pid, reason)
+        self._count_dropped_so_far()
         self._ready = False
         self.restarts += 1
         plan, run, state = self._plan, self._run, self._state
