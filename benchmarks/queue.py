@@ -14,6 +14,11 @@ For comparison, the same plans are then run back to back with ``Submit`` (a put 
 each, the next put as soon as the previous completed): the same gap for a script driving the
 IOC directly, which includes a Channel Access round trip to the client.
 
+Last (unless ``--no-queueserver``), the same queue in bluesky-queueserver: ``--qs-items``
+items (default 100; it takes about half a second an item) added with ``item_add_batch`` and
+started with ``queue_start``, its gaps read the same way from its run files (the IOC has been
+ended by then).
+
 Every process started here is ended by its PID.
 """
 
@@ -47,14 +52,14 @@ def documents(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     return start, stop
 
 
-def gaps_ms(data_dir: Path, queued: bool) -> list[float]:
+def gaps_ms(data_dir: Path, queued: bool | None) -> list[float]:
     """Stop of run i to start of run i+1, in ms, in the order they ran: the queue's items
-    (``queued``) or the plans submitted directly."""
+    (``queued``), the plans submitted directly, or (None) every run in the directory."""
     runs = sorted(
         (
             r
             for r in map(documents, data_dir.glob("*.jsonl"))
-            if ("queue_item_uid" in r[0]) == queued
+            if queued is None or ("queue_item_uid" in r[0]) == queued
         ),
         key=lambda r: r[0]["time"],
     )
@@ -65,9 +70,45 @@ def gaps_ms(data_dir: Path, queued: bool) -> list[float]:
     return gaps
 
 
+def queueserver_gaps(items: int, work: Path) -> dict[str, Any]:
+    """The same queue in bluesky-queueserver: ``items`` count(det, num=1) queued with
+    ``item_add_batch``, ``queue_start``; gaps from its run files, as for the IOC."""
+    from .procs import Processes
+    from .queueserver import QueueServer
+
+    procs = Processes()
+    try:
+        qs = QueueServer(procs, work, "queue")
+        qs.start()
+        timing = qs.run_queue(items)
+        qs.stop()
+        gaps = sorted(gaps_ms(qs.data_dir, queued=None))
+        return {
+            "qs_queue_s": timing["queue_s"],
+            "qs_gap_ms_median": statistics.median(gaps),
+            "qs_gap_ms_p90": gaps[int(0.9 * (len(gaps) - 1))],
+            "qs_gap_ms_min": gaps[0],
+            "qs_gap_ms_max": gaps[-1],
+            "qs_items": items,
+        }
+    finally:
+        procs.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument(
+        "--no-queueserver",
+        action="store_true",
+        help="skip the same queue in bluesky-queueserver (run after the IOC's)",
+    )
+    parser.add_argument(
+        "--qs-items",
+        type=int,
+        default=100,
+        help="items in the queueserver's queue (default 100: it takes about 0.5 s an item)",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="queue-bench-"))
     port, repeater = free_port(), free_port()
@@ -129,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             "goal_ms": GOAL_MS,
             "met": median <= GOAL_MS,
         }
+        if not args.no_queueserver:  # with the IOC ended, so that it takes no CPU meanwhile
+            ioc.terminate()
+            ioc.wait(15)
+            result.update(queueserver_gaps(args.qs_items, work))
         print(json.dumps(result, indent=1))
         return 0 if result["met"] else 1
     finally:

@@ -185,13 +185,37 @@ class QueueServer:
         out["resume_running"] = None if t is None else t - t0
         time.sleep(settle)
         self.rm.re_pause(option="immediate")
-        self._wait(lambda s: s["re_state"] == "paused")
+        # the manager refuses re_abort until it, too, says paused (re_state can say so first)
+        self._wait(lambda s: s["re_state"] == "paused" and s["manager_state"] == "paused")
         t0 = time.perf_counter()
         self.rm.re_abort()
         t = self._wait(lambda s: s["manager_state"] == "idle" and s["re_state"] == "idle")
         out["abort_idle"] = None if t is None else t - t0
         self.rm.queue_clear()  # an aborted item goes back to the front of the queue
         return out
+
+    def run_queue(self, items: int, timeout: float = 3600.0) -> dict[str, Any]:
+        """Queue ``items`` count(det, num=1), start the queue, wait until all are in history."""
+        status = self.rm.status(reload=True)
+        if status["items_in_queue"]:
+            self.rm.queue_clear()
+        done = status["items_in_history"]
+        t0 = time.perf_counter()
+        self.rm.item_add_batch([BPlan("count", ["det"], num=1) for _ in range(items)])
+        adding = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.rm.queue_start()
+        t_end = poll(
+            lambda: (
+                time.perf_counter()
+                if (s := self.rm.status(reload=True))["items_in_history"] >= done + items
+                and s["manager_state"] == "idle"
+                else None
+            ),
+            timeout,
+            interval=0.05,
+        )
+        return {"add_s": adding, "queue_s": None if t_end is None else t_end - t0}
 
     def stop(self) -> None:
         if self.api is not None:

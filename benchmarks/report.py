@@ -157,6 +157,21 @@ def report(results: dict[str, Any]) -> str:
                 rows,
             )
         )
+        missed = []
+        for clients, r in f.items():
+            seen: collections.Counter[str] = collections.Counter()
+            for m in r.get("state_mismatches", []):
+                seen.update(m)
+            if seen:
+                missed.append(
+                    f"{clients} clients: "
+                    + ", ".join(f"{n} x {seq}" for seq, n in seen.most_common())
+                )
+        if missed:
+            parts[-1] += (
+                "\n\nState after the initial value, at the clients that did not see every"
+                " transition: " + "; ".join(missed) + "."
+            )
 
     s = results.get("startup", {})
     p = results.get("plans", {})

@@ -170,13 +170,16 @@ def bench_control(
     cfg: Config, ioc: IOC, driver: JsonProc, baseline: Any, qs: Any
 ) -> dict[str, list]:
     raw: dict[str, list] = collections.defaultdict(list)
-    driver.call(op="configure", plan=COUNT, args=count_args(10**7))
+    # a long plan (2 ms a point: over half an hour), within the IOC's --max-points (10**6)
+    driver.call(op="configure", plan=COUNT, args=count_args(10**6))
     data = str(ioc.data_dir)
     for rep in range(cfg.repeats):
         arms = ["ioc", "inproc", "qs"] if qs is not None else ["ioc", "inproc"]
         for arm in alternate(arms, rep):
             if arm == "ioc":
                 r = driver.call(op="put", pv="Start", state="running", file="start", dir=data)
+                if r["state"] is None:
+                    raise RuntimeError(f"Start: State never showed running; see {ioc.log_path}")
                 raw["start_running"].append(r["state"])
                 raw["start_document"].append(r["file"])
                 time.sleep(cfg.settle)
@@ -200,9 +203,7 @@ def bench_control(
     return dict(raw)
 
 
-def bench_points(
-    cfg: Config, ioc: IOC, driver: JsonProc, baseline: Any, qs: Any
-) -> dict[str, Any]:
+def bench_points(cfg: Config, ioc: IOC, driver: JsonProc, baseline: Any, qs: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for num in cfg.points:
         raw[str(num)] = collections.defaultdict(list)
@@ -242,7 +243,10 @@ def bench_points(
 def _camonitor(procs: Processes, ioc: IOC, path: Path) -> tuple[Any, Any]:
     out = open(path, "wb")  # noqa: SIM115 - closed by the caller
     proc = procs.popen(
-        [str(EPICS_BIN / "camonitor"), "-S", "-t", "n", *[ioc.pv(s) for s in STATUS_PVS]],
+        # -w 30: no "*** Not connected" line when many clients start at once and the IOC
+        # answers a search after camonitor's default 1 s
+        [str(EPICS_BIN / "camonitor"), "-w", "30", "-S", "-t", "n"]
+        + [ioc.pv(s) for s in STATUS_PVS],
         env=ioc.env,
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -255,6 +259,8 @@ def _monitor_lines(path: Path, prefix: str) -> list[tuple[str, str]]:
     for line in path.read_text(errors="replace").splitlines():
         parts = line.split(None, 1)
         if len(parts) == 2 and parts[0].startswith(prefix):
+            if parts[1].startswith("*** Not connected"):
+                continue  # a search not answered yet, not a value (nor a connection)
             lines.append((parts[0][len(prefix) :], parts[1].strip()))
     return lines
 
@@ -314,6 +320,7 @@ def bench_fanout(
             reference = [s for t, s in driver.call(op="states")["states"] if t >= t_before]
             time.sleep(1.0)  # trailing updates
             updates, complete = [], 0
+            mismatches: collections.Counter[str] = collections.Counter()
             for proc, out, path in monitors:
                 Processes.end(proc)
                 out.close()
@@ -321,6 +328,8 @@ def bench_fanout(
                 updates.append(len(lines) - len(STATUS_PVS))
                 states = [v for pv, v in lines if pv == "State"][1:]
                 complete += states == reference
+                if states != reference:
+                    mismatches["→".join(states) or "(none)"] += 1
                 path.unlink()
             r["updates_per_client"].append(
                 stats.summarize(updates).median if updates else None  # type: ignore[union-attr]
@@ -328,6 +337,7 @@ def bench_fanout(
             r["updates_min"].append(min(updates) if updates else None)
             r["state_complete_clients"].append(complete)
             r["state_reference"].append(reference)
+            r["state_mismatches"].append(dict(mismatches))  # what the other clients saw
         log(f"fan-out {rep + 1}/{cfg.repeats}")
     return {k: dict(v) for k, v in raw.items()}
 
@@ -493,8 +503,13 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)",
     )
+    parser.add_argument(
+        "--fanout",
+        help="comma-separated monitoring client counts for the fan-out section "
+        f"(default: {','.join(map(str, Config.fanout))}; 0 is always included, the baseline)",
+    )
     args = parser.parse_args(argv)
-    sections = SECTIONS
+    sections: tuple[str, ...] = SECTIONS
     if args.only:
         wanted = {x.strip() for x in args.only.split(",") if x.strip()}
         unknown = wanted - set(SECTIONS)
@@ -511,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.plans = 100
     if args.repeats:
         cfg.repeats = cfg.startup_repeats = args.repeats
+    if args.fanout:
+        cfg.fanout = tuple(sorted({0, *(int(x) for x in args.fanout.split(",") if x.strip())}))
     if args.profile:
         profile(cfg)
         return 0
