@@ -24,6 +24,10 @@ class ControlGroup(IOCGroup):
     abort = command_bo("Abort", "Abort plan (cleanup, abort)", "Abort")
     halt = command_bo("Halt", "Halt plan (no cleanup)", "Halt")
 
+    def urgent_channels(self) -> list[Any]:
+        """Start reads 1 while a plan is in progress: a client must see it change at once."""
+        return [self.start]
+
     @property
     def bridge(self) -> Commands:
         return self.context.commands

@@ -69,6 +69,7 @@ class _Entry:
     sub_spec: SubscriptionSpec | None = None
     sub: Subscription | None = None
     done: asyncio.Future[None] | None = None
+    urgent: bool = False  # a State-like PV: sent at once, never held for a batch
 
 
 @dataclass
@@ -105,7 +106,8 @@ class FanoutCircuit(CaprotoCircuit):
             waiting[-1].commands[0] = command  # the client gets the latest news, as in rsrv
             self.stats.replaced += 1
             return
-        entry = _Entry([command], sub.subscriptionid, sub_spec, sub)
+        urgent = sub_spec.db_entry in self.context.urgent
+        entry = _Entry([command], sub.subscriptionid, sub_spec, sub, urgent=urgent)
         waiting.append(entry)
         self._outbox.append(entry)
         self._wake.set()
@@ -180,11 +182,14 @@ class FanoutCircuit(CaprotoCircuit):
     async def _gather_burst(self) -> None:
         """Under a fast stream of monitors, send at most once per ``batch_time``.
 
-        A first update after a quiet spell, and any reply, go at once (caproto delays every
+        A first update after a quiet spell, any reply and any update of an urgent PV (State,
+        ExitStatus, Busy, Start: :attr:`FanoutContext.urgent`) go at once (caproto delays every
         update by its batch time); only back-to-back monitors wait, to share one write.
         """
         batch_time = self.context.batch_time
-        if batch_time <= 0 or any(entry.subscriptionid is None for entry in self._outbox):
+        if batch_time <= 0 or any(
+            entry.subscriptionid is None or entry.urgent for entry in self._outbox
+        ):
             return
         remaining = self._last_send + batch_time - asyncio.get_running_loop().time()
         if remaining > 0:
@@ -261,6 +266,8 @@ class FanoutContext(CaprotoContext):
         super().__init__(pvdb, interfaces)
         self.send_timeout = send_timeout
         self.batch_time = batch_time
+        #: PVs whose updates are never held for a batch (the IOC names its State-like PVs)
+        self.urgent: set[Any] = set()
         self.subscription_queue = _DirectFanout(self)
         self._beacon_failures: set[tuple[tuple[str, int], type[BaseException]]] = set()
 

@@ -150,6 +150,10 @@ class StatusGroup(IOCGroup):
         read_only=True,
     )
 
+    def urgent_channels(self) -> list[Any]:
+        """The PVs a client must see change at once (the fan-out never batches them)."""
+        return [self.state, self.exit_status, self.busy]
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._run_start: float | None = None
