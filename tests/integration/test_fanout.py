@@ -85,3 +85,15 @@ def test_a_client_that_reads_nothing_for_the_client_timeout_is_disconnected(make
     ioc.ca.wait_for("State", "idle")
     watcher.finish()
     assert "read nothing for 2 s" in ioc.log()
+
+
+def test_clients_that_come_and_go_leave_nothing_behind(ioc):
+    """caproto kept each closed circuit (its queues, buffers and command task): a `caput` a
+    minute grew the IOC without bound. Each caget/caput here is a client of its own."""
+    ca = ioc.ca
+    baseline_clients = int(ca.get("Diag:Clients"))  # the reading caget counts itself
+    baseline_tasks = int(ca.get("Diag:Tasks"))
+    for index in range(40):
+        ca.put_ok("Metadata", {"n": index}, string=True)
+    wait_until(lambda: int(ca.get("Diag:Clients")) <= baseline_clients, 10, what="clients gone")
+    wait_until(lambda: int(ca.get("Diag:Tasks")) <= baseline_tasks + 5, 10, what="tasks ended")

@@ -1,4 +1,5 @@
-"""Diagnostics PVs: the IOC process's memory, threads and asyncio tasks, read on demand.
+"""Diagnostics PVs: the IOC process's memory, threads, asyncio tasks and clients, read on
+demand.
 
 The values are taken when a client reads the PV (no timer, no RunEngine involved), so
 ``caget`` always sees the present figure; a monitor sees the figure of the last read.
@@ -28,7 +29,10 @@ def _proc_status(key: str) -> int | None:
 
 
 class DiagGroup(PVGroup):
-    """Diag:RSS, Diag:Threads, Diag:Tasks."""
+    """Diag:RSS, Diag:Threads, Diag:Tasks, Diag:Clients."""
+
+    #: The server whose clients Diag:Clients counts (set by ``serve``).
+    server: Any = None
 
     rss = pv(
         "RSS",
@@ -41,6 +45,9 @@ class DiagGroup(PVGroup):
     )
     threads = pv("Threads", "Threads in the IOC process", value=0, record="longin", read_only=True)
     tasks = pv("Tasks", "asyncio tasks in the IOC's loop", value=0, record="longin", read_only=True)
+    clients = pv(
+        "Clients", "Channel Access clients connected", value=0, record="longin", read_only=True
+    )
 
     @rss.getter  # type: ignore[no-redef]
     async def rss(self, instance: Any) -> float:
@@ -55,3 +62,7 @@ class DiagGroup(PVGroup):
     @tasks.getter  # type: ignore[no-redef]
     async def tasks(self, instance: Any) -> int:
         return len(asyncio.all_tasks())
+
+    @clients.getter  # type: ignore[no-redef]
+    async def clients(self, instance: Any) -> int:
+        return len(self.server.circuits) if self.server is not None else 0

@@ -264,6 +264,7 @@ async def serve(
         ioc.pvdb, interfaces, send_timeout=client_timeout, batch_time=monitor_batch_time
     )
     ioc.gate.server = server_context  # the gate sends new access rights on its circuits
+    ioc.diag.server = server_context  # Diag:Clients counts its circuits
     # State changes go out at once, never held back by a batch of per-point updates
     server_context.urgent.update(ioc.status.urgent_channels() + ioc.control.urgent_channels())
     server = asyncio.ensure_future(server_context.run(log_pv_names=log_pv_names))
