@@ -22,6 +22,8 @@ from .conftest import IOCProcess
 from .processes import alive, children, thread_count, worker_pids
 
 FAULTS = Path(__file__).with_name("profile_worker_faults.py")
+#: --worker-start-timeout for the hanging profile (seconds)
+HANG_LIMIT_S = 20
 
 
 def start_faulty_ioc(make_ioc, tmp_path: Path, *flags: str) -> tuple[IOCProcess, Path, Path]:  # type: ignore[no-untyped-def]
@@ -119,17 +121,20 @@ def test_a_runaway_plan_costs_a_worker_restart_not_the_ioc(make_ioc, tmp_path):
     [
         ("exit", "called sys.exit(3)"),
         ("raise", "the profile broke on purpose"),
-        ("hang", "did not load within 4 s"),
+        ("hang", f"did not load within {HANG_LIMIT_S} s"),
     ],
 )
 def test_a_reload_whose_profile_fails_leaves_the_serving_worker_untouched(
     make_ioc, tmp_path, mode, said
 ):
-    ioc, pids, mode_file = start_faulty_ioc(make_ioc, tmp_path, "--worker-start-timeout", "4")
+    # the limit applies to the first load too: long enough for a start-up on a loaded machine
+    ioc, pids, mode_file = start_faulty_ioc(
+        make_ioc, tmp_path, "--worker-start-timeout", str(HANG_LIMIT_S)
+    )
     assert ioc.proc is not None
     (first,) = worker_pids(pids)
     mode_file.write_text(mode)
-    result = ioc.ca.put("Reload", 1, timeout=30)
+    result = ioc.ca.put("Reload", 1, timeout=HANG_LIMIT_S + 30)
     assert not result.ok, result.stdout
     status = ioc.ca.get_text("Status")
     assert said in status and "the previous profile stays in service" in status, status
