@@ -182,4 +182,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # Qt's and libca's threads torn down at interpreter exit crash now and then (SIGSEGV after
+    # every result was printed): the result is out, end here
+    os._exit(code)
