@@ -293,8 +293,8 @@ async def _main(
         asyncio.get_running_loop(), max_rate_hz=args.max_rate, preflight=[files.preflight]
     )
 
-    def close_run(run: RunOpened, reason: str) -> None:
-        close_cut_run(data_dir, run.uid, run.scan_id, reason)
+    def close_run(run: RunOpened, reason: str) -> str | None:
+        return close_cut_run(data_dir, run.uid, run.scan_id, reason)
 
     supervisor = Supervisor(
         worker_config(args, data_dir),

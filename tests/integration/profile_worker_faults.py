@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def freeze_worker(detectors: Sequence[Readable]):  # type: ignore[no-untyped-def
     def inner():  # type: ignore[no-untyped-def]
         yield from bps.trigger_and_read(list(detectors))
         os.kill(os.getpid(), signal.SIGSTOP)
+        # the other threads run on until the stop reaches them: never to the run's end
+        time.sleep(3600)
         yield from bps.trigger_and_read(list(detectors))
 
     return (yield from inner())

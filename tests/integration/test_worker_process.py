@@ -163,7 +163,9 @@ def test_reloads_leave_no_process_or_thread_behind(make_ioc, tmp_path):
     assert children(ioc.proc.pid) == [worker_pids(pids)[-1]]
     assert len(worker_pids(pids)) == 12
     assert all(not alive(pid) for pid in worker_pids(pids)[:-1])
-    wait_until(lambda: thread_count(ioc.proc.pid) <= threads, 20, what="no threads left over")
+    # the event loop's default thread pool may still grow to its bound (6 on 2 cores) under
+    # load; a thread per Reload would be 8 more
+    wait_until(lambda: thread_count(ioc.proc.pid) <= threads + 3, 20, what="no threads left")
     assert_runs_a_plan(ioc)
 
 
@@ -198,7 +200,8 @@ def test_sinks_status_follows_the_reloaded_profile_and_dropped_documents_stay_co
 ):
     ioc, _, mode_file = start_faulty_ioc(make_ioc, tmp_path)
     ca = ioc.ca
-    assert ca.get_text("Sinks:Status") == "no sinks besides the local files"
+    none = "no sinks besides the local files"  # published on the first tick after start-up
+    ca.wait_for("Sinks:Status", lambda _: ca.get_text("Sinks:Status") == none)
     mode_file.write_text("sink")
     ca.put_ok("Reload", 1, timeout=60)
     ca.wait_for("Sinks:Status", lambda _: "profile dropping_sink" in ca.get_text("Sinks:Status"))

@@ -253,12 +253,14 @@ def find_interrupted_runs(data_dir: str | os.PathLike[str]) -> list[InterruptedR
 
 def close_cut_run(
     data_dir: str | os.PathLike[str], uid: str, scan_id: int, reason: str
-) -> Path | None:
+) -> str | None:
     """Write the stop document of a run whose worker process died before it could.
 
     The file is found by its name (scan id and uid); its events are counted per stream as
     bluesky counts them, and the stop says ``exit_status`` fail with the reason. A file that
-    already ends with a stop document is left alone. The path written, or None.
+    already ends with a stop document (the worker wrote it, then died before saying so) is
+    left alone. The run's exit status as its file now says it ("fail" when written here), or
+    None if there is no file.
     """
     path = Path(data_dir) / run_file_name({"uid": uid, "scan_id": scan_id})
     if not path.exists():
@@ -270,7 +272,7 @@ def close_cut_run(
         documents = read_run(path)
     for name, doc in documents:
         if name == "stop":
-            return None
+            return str(doc.get("exit_status", "fail"))
         if name == "descriptor":
             streams[str(doc.get("uid"))] = str(doc.get("name", "primary"))
             counts.setdefault(streams[str(doc.get("uid"))], 0)
@@ -298,7 +300,7 @@ def close_cut_run(
     finally:
         writer.close()
     log.warning("run %s closed by the IOC (%s): %s", uid, reason, path)
-    return path
+    return "fail"
 
 
 def describe_interrupted(runs: list[InterruptedRun]) -> str:

@@ -58,8 +58,9 @@ RECYCLE_POLL = 0.2
 #: Pause between attempts to start a worker that failed to start after a restart.
 RETRY_PAUSE = 5.0
 
-#: Told of a run a dead worker left open: (run, reason, points taken); closes its file.
-CutRunCloser = Callable[[RunOpened, str], None]
+#: Told of a run a dead worker left open (the run, the reason); closes its file and returns
+#: the run's exit status as the file now says it (None: no file).
+CutRunCloser = Callable[[RunOpened, str], "str | None"]
 
 
 def _was_ready(process: WorkerProcess) -> bool:
@@ -320,20 +321,23 @@ class Supervisor:
         self.restarts += 1
         plan, run, state = self._plan, self._run, self._state
         self._plan, self._run, self._state = None, None, "idle"
+        status = ExitStatus.FAIL
         if run is not None:
             if self._close_cut_run is not None:
-                try:
-                    self._close_cut_run(run, reason)
+                try:  # ExitStatus agrees with the stop document, even one the worker wrote
+                    found = self._close_cut_run(run, reason)
+                    if found in {s.value for s in ExitStatus}:
+                        status = ExitStatus(found)
                 except Exception:
                     log.exception("closing the run %s cut by the worker's end failed", run.uid)
-            self._listener(RunClosed(run.uid, ExitStatus.FAIL.value, reason, 0))
+            self._listener(RunClosed(run.uid, status.value, reason, 0))
         if plan is not None:
             runs = (run.uid,) if run is not None else ()
             self._listener(
                 PlanFinished(
                     plan.ticket,
                     plan.plan_name,
-                    ExitStatus.FAIL,
+                    status,
                     f"interrupted: {reason}",
                     runs,
                     interrupted=True,

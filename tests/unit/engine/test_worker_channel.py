@@ -190,13 +190,15 @@ def test_the_ioc_closes_a_run_its_worker_left_open_counting_its_events(tmp_path)
     lines += [json.dumps({"name": "descriptor", "doc": d}) + "\n" for d in descriptors]
     lines += [json.dumps({"name": "event", "doc": e}) + "\n" for e in events]
     _write_run(path, lines)
-    assert close_cut_run(tmp_path, start["uid"], 12, "killed by SIGKILL") == path
+    assert close_cut_run(tmp_path, start["uid"], 12, "killed by SIGKILL") == "fail"
     documents = read_run(path)
     name, stop = documents[-1]
     assert name == "stop" and stop["run_start"] == start["uid"]
     assert stop["exit_status"] == "fail" and stop["reason"] == "killed by SIGKILL"
     assert stop["num_events"] == {"primary": 3, "baseline": 1}
-    assert close_cut_run(tmp_path, start["uid"], 12, "again") is None  # closed once only
+    # closed once only; the file's own stop is what a second look reports
+    assert close_cut_run(tmp_path, start["uid"], 12, "again") == "fail"
+    assert [name for name, _ in read_run(path)].count("stop") == 1
     assert close_cut_run(tmp_path, "ffffffffffff", 13, "no file") is None
 
 
@@ -208,3 +210,14 @@ def test_a_line_cut_by_the_kill_stays_apart_from_the_stop_document(tmp_path):
     with pytest.warns(DamagedRunWarning, match="1 damaged line"):
         documents = read_run(path)
     assert [name for name, _ in documents] == ["start", "stop"]
+
+
+def test_a_run_the_worker_closed_before_dying_keeps_its_own_stop_and_exit_status(tmp_path):
+    start = {"uid": "1111222233334444", "scan_id": 4, "time": 1.0}
+    path = tmp_path / run_file_name(start)
+    stop = {"uid": "s", "run_start": start["uid"], "exit_status": "success", "num_events": {}}
+    lines = [json.dumps({"name": "start", "doc": start}) + "\n"]
+    lines.append(json.dumps({"name": "stop", "doc": stop}) + "\n")
+    _write_run(path, lines)
+    assert close_cut_run(tmp_path, start["uid"], 4, "killed") == "success"
+    assert [name for name, _ in read_run(path)] == ["start", "stop"]
