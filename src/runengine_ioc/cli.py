@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -22,9 +23,8 @@ from .ca.fanout import DEFAULT_SEND_TIMEOUT
 from .ca.refusal_log import install_refusal_log
 from .ca.server import RunEngineIOC, serve
 from .data import guarded_sinks as doc_sinks
-from .data.disk import DEFAULT_MIN_FREE_MB
+from .data.disk import DEFAULT_MIN_FREE_MB, disk_state, refuse_unless_room
 from .data.files import (
-    LocalFilesSink,
     close_cut_run,
     describe_interrupted,
     find_interrupted_runs,
@@ -284,14 +284,17 @@ async def _main(
     data_dir = Path(args.data_dir).expanduser()
     # the IOC's view of the data directory: room for a run (Disk PVs, the pre-flight check)
     # and interrupted runs; the worker process writes the files
-    files = LocalFilesSink(data_dir, min_free_mb=args.min_free_mb)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_room = functools.partial(disk_state, data_dir, args.min_free_mb)
+
+    def preflight() -> None:
+        refuse_unless_room(data_room())
+
     interrupted = describe_interrupted(find_interrupted_runs(data_dir))
     if interrupted:
         log.warning("%s", interrupted)
     # no plan is accepted (Start, forms, Submit, the queue) while the data directory is full
-    bridge = Bridge(
-        asyncio.get_running_loop(), max_rate_hz=args.max_rate, preflight=[files.preflight]
-    )
+    bridge = Bridge(asyncio.get_running_loop(), max_rate_hz=args.max_rate, preflight=[preflight])
 
     def close_run(run: RunOpened, reason: str) -> str | None:
         return close_cut_run(data_dir, run.uid, run.scan_id, reason)
@@ -310,7 +313,6 @@ async def _main(
         log.error("cannot start: %s", exc)
         return 2
     bridge.attach(supervisor)
-    bridge.preflight.append(supervisor.refuse_while_reloading)
     registry = served.registry
     try:  # the plan queue and its history (<data dir>/queue.sqlite)
         queue, queue_note = open_queue(data_dir)
@@ -343,7 +345,7 @@ async def _main(
         data_dir,
         supervisor.worker_pid,
     )
-    ioc.disk.source = files.disk_state
+    ioc.disk.source = data_room
     ioc.queue_pvs.autostart_at_start = args.queue_autostart
     room = ControlRoom(
         ioc,

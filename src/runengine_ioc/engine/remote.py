@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -233,8 +234,6 @@ class WorkerProcess:
 def describe_exit(code: int) -> str:
     """An exit status in words: ``exit code 3``, ``killed by SIGKILL``."""
     if code < 0:
-        import signal
-
         try:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:

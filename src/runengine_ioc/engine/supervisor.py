@@ -256,11 +256,6 @@ class Supervisor:
             log.info("worker process %s in service (after %s)", process.pid, reason)
             return
 
-    def refuse_while_reloading(self) -> None:
-        """A pre-flight check of the bridge's: no plan starts while a Reload is under way."""
-        if self._reloading:
-            raise Refused("a Reload is under way; start the plan when it has finished")
-
     @property
     def worker_pid(self) -> int | None:
         process = self._current
