@@ -23,6 +23,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -53,6 +54,7 @@ log = logging.getLogger("runengine_ioc.worker")
 
 #: prctl(2): the signal this process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
+DEATH_SIGNAL_WAIT = 2.0  # s: from the end of the channel to a dying IOC's signal, at most
 
 
 class Uplink:
@@ -159,9 +161,12 @@ def _load(config: WorkerConfig) -> Setup:
 class WorkerHost:
     """The RunEngine worker served over the socket: one thread per request, pings inline."""
 
-    def __init__(self, connection: Connection, config: WorkerConfig) -> None:
+    def __init__(
+        self, connection: Connection, config: WorkerConfig, ioc_pid: int | None = None
+    ) -> None:
         self.connection = connection
         self.config = config
+        self.ioc_pid = ioc_pid  # set when the IOC's death kills this process (see below)
         self.uplink = Uplink(connection, config.max_rate_hz)
         self.worker: RunEngineWorker | None = None
         self.sinks: list[GuardedSink] = []
@@ -208,6 +213,7 @@ class WorkerHost:
             try:
                 request = pickle.loads(self.connection.recv_bytes())
             except (EOFError, OSError):
+                await_death_signal(self.ioc_pid)
                 log.warning("the IOC has gone: ending the plan and exiting")
                 self.close("the IOC process has gone", 10.0)
                 return
@@ -270,7 +276,23 @@ class WorkerHost:
         return clean
 
 
-def die_with_the_ioc(ioc_pid: int) -> None:
+def await_death_signal(ioc_pid: int | None, deadline: float = DEATH_SIGNAL_WAIT) -> None:
+    """After the channel ends: wait (briefly) for the SIGKILL that a dying IOC sends.
+
+    A dying process closes its files before the kernel signals its children, so the end of
+    the channel can reach this process first. Without this wait the worker could write a stop
+    document in that gap, and a killed IOC would sometimes leave a closed run and sometimes an
+    interrupted one. If the IOC is still alive at the deadline it closed the channel itself.
+    """
+    if ioc_pid is None:
+        return
+    end = time.monotonic() + deadline
+    while os.getppid() == ioc_pid and time.monotonic() < end:
+        time.sleep(0.01)
+    time.sleep(0.05)  # reparented: the signal was sent with it; this is never reached then
+
+
+def die_with_the_ioc(ioc_pid: int) -> bool:
     """Be killed (SIGKILL) the moment the IOC process dies (Linux ``PR_SET_PDEATHSIG``).
 
     A killed IOC leaves its run as a crash would: no stop document, reported as interrupted
@@ -279,17 +301,19 @@ def die_with_the_ioc(ioc_pid: int) -> None:
     """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
     except (OSError, AttributeError):
-        return
+        return False
     if os.getppid() != ioc_pid:  # the IOC died before the call took effect
         os._exit(1)
+    return armed
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) > 1:
-        die_with_the_ioc(int(args[1]))
+    ioc_pid = int(args[1]) if len(args) > 1 else None
+    if ioc_pid is not None and not die_with_the_ioc(ioc_pid):
+        ioc_pid = None
     # Ctrl-C in the IOC's terminal, or a service manager's SIGTERM to the whole group, is the
     # IOC's to act on: it ends the plan cleanly through this channel, then ends this process
     # (and if the IOC itself is gone, the channel's end does the same)
@@ -301,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s[worker %(process)d]: %(message)s",
     )
-    host = WorkerHost(connection, config)
+    host = WorkerHost(connection, config, ioc_pid)
     if not host.start():
         return 2
     host.serve()  # the last reply was written to the socket before this returns
