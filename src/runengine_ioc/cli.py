@@ -52,6 +52,11 @@ DEFAULT_DATA_DIR = "~/runengine-data"
 #: caproto batches monitor updates for up to this long; its 10 ms default is most of the
 #: latency a client sees for a State change (benchmarks/README.md).
 DEFAULT_MONITOR_BATCH_TIME = 0.002
+#: Seconds a thread of the IOC holds the GIL while another waits (Python's default is 5 ms).
+#: The event loop publishes in long runs of Python code; the threads that carry a command to
+#: the worker and bring its answer back each need the GIL for a moment, and at 5 ms a turn a
+#: Stop or a queue's hand-over waited for the loop several times over.
+SWITCH_INTERVAL = 0.0005
 
 
 def _positive_int(text: str) -> int:
@@ -409,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("caproto").propagate = False  # caproto has its own handler
+    sys.setswitchinterval(SWITCH_INTERVAL)
     # each subscription's backlog is bounded by our fan-out (ca/fanout.py), not caproto's
     # max_subscription_backlog: its warning for every long array PV would be noise
     caproto_constants.SUBSCRIPTION_BACKLOG_WARN_THRESHOLD_ELEMENTS = 0

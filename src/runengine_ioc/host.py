@@ -245,6 +245,10 @@ class WorkerHost:
         assert worker is not None
         if op == "submit":
             return worker.submit(*args)
+        if op == "submit_after":
+            return worker.submit_after(*args)
+        if op == "cancel_follow_ons":
+            return worker.cancel_follow_ons()
         if op == "pause":
             return worker.request_pause(*args)
         if op == "resume":

@@ -28,9 +28,14 @@ class PyepicsWatcher:
             text=True,
         )
         assert self.proc.stdout is not None
-        first = json.loads(self.proc.stdout.readline() or "{}")
-        assert first.get("ready"), first
         self.values: list[str] = []
+        # the first monitor update may be printed (from pyepics' thread) before "ready"
+        while True:
+            line = json.loads(self.proc.stdout.readline() or "{}")
+            if line.get("ready"):
+                break
+            assert "value" in line, line
+            self.values.append(line["value"])
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

@@ -70,6 +70,9 @@ class DataGroupBase(PVGroup):
         super().__init__(*args, **kwargs)
         self._run_uid = ""
         self._names: tuple[str, ...] = ()
+        # the statistics as last written (None: not yet): a run's start and end rewrite them
+        # only if they change (back-to-back queue items would publish 7 unchanged PVs twice)
+        self._stats_shown: tuple[Any, ...] | None = None
 
     def _arrays(self) -> list[Any]:
         return [getattr(self, attr) for attr in ARRAY_ATTRS]
@@ -98,8 +101,10 @@ class DataGroupBase(PVGroup):
         for array in self._arrays():
             if len(array.value):
                 await self._write_array(array, [])
-        await self.num_points.write(0)
-        await self.last_event.write("")
+        if self.num_points.value != 0:
+            await self.num_points.write(0)
+        if self.last_event.value != "":
+            await self.last_event.write("")
         await self._write_names(("",) * (MAX_Y + 1))
         await self._publish_stats(None)
 
@@ -125,8 +130,8 @@ class DataGroupBase(PVGroup):
             await self.last_event.write(clip_text(snapshot.last_event))
 
     async def _publish_stats(self, stats: PeakStatsComputed | None) -> None:
-        await self.stats_detector.write(stats.detector[:_STRINGIN] if stats else "")
-        await self.stats_motor.write(stats.motor[:_STRINGIN] if stats else "")
+        detector = stats.detector[:_STRINGIN] if stats else ""
+        motor = stats.motor[:_STRINGIN] if stats else ""
         values = {
             "cen": stats.cen if stats else math.nan,
             "com": stats.com if stats else math.nan,
@@ -134,6 +139,12 @@ class DataGroupBase(PVGroup):
             "max_pos": stats.max_pos if stats else math.nan,
             "fwhm": stats.fwhm if stats else math.nan,
         }
+        shown = (detector, motor, *("nan" if math.isnan(v) else v for v in values.values()))
+        if shown == self._stats_shown:
+            return
+        self._stats_shown = shown
+        await self.stats_detector.write(detector)
+        await self.stats_motor.write(motor)
         for attr, value in values.items():
             undefined = math.isnan(value)
             severity = AlarmSeverity.INVALID_ALARM if undefined else AlarmSeverity.NO_ALARM

@@ -357,11 +357,33 @@ class GatedCommands:
         self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> asyncio.Future[PlanFinished]:
         """Check the policy for the client that asked, then submit with ``started_by``."""
+        caller, metadata = self._admit(plan_name, arguments, metadata)
+        future = await self.inner.submit(plan_name, arguments, metadata)
+        self._record(caller, plan_name)
+        return future
+
+    async def submit_next(
+        self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> asyncio.Future[PlanFinished] | None:
+        """As :meth:`submit`, for a plan handed over to follow the current one."""
+        caller, metadata = self._admit(plan_name, arguments, metadata)
+        future = await self.inner.submit_next(plan_name, arguments, metadata)
+        if future is not None:
+            self._record(caller, plan_name)
+        return future
+
+    async def cancel_next(self) -> None:
+        await self.inner.cancel_next()
+
+    def _admit(
+        self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> tuple[Caller | None, Mapping[str, Any]]:
+        """The caller, and the metadata to run with; ArgumentError if the policy refuses."""
         caller = current_caller()
         if STARTED_BY in metadata:
             raise ArgumentError(f"Metadata may not set {STARTED_BY} (the IOC records who)")
         if caller is None:  # not a client's write (the IOC itself)
-            return await self.inner.submit(plan_name, arguments, metadata)
+            return None, metadata
         policy = self.gate.policy
         if policy is not None:
             devices = devices_named(self.gate.registry(), plan_name, arguments)
@@ -369,14 +391,15 @@ class GatedCommands:
                 policy.check(caller.client, plan_name, devices)
             except PolicyRefusal as exc:
                 raise ArgumentError(str(exc)) from None
-        future = await self.inner.submit(
-            plan_name, arguments, {**metadata, STARTED_BY: caller.as_metadata()}
-        )
+        return caller, {**metadata, STARTED_BY: caller.as_metadata()}
+
+    def _record(self, caller: Caller | None, plan_name: str) -> None:
+        if caller is None:
+            return
         caller.audited = True
         self.gate.record(
             caller.client, caller.pv, caller.value, True, f"runs {plan_name}", when=caller.arrived
         )
-        return future
 
     async def wait_current_plan(self) -> PlanFinished | None:
         return await self.inner.wait_current_plan()

@@ -44,6 +44,8 @@ from .gate import GatedCommands, current_caller
 
 #: Room for Queue:Items and History (within Channel Access's default 16 kB array limit).
 LIST_LENGTH = 16000
+#: JSON texts of items and history entries kept for the lists (forgotten all at once past it)
+JSON_CACHE_SIZE = 4096
 
 #: (user, host) of the client whose write is being handled (see identify_putters).
 _PUTTER: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar(
@@ -76,14 +78,13 @@ def identify_putters(pvdb: Mapping[str, Any], prefix: str) -> None:
 
 
 def _json_list(
-    entries: Iterable[dict[str, Any]], limit: int = LIST_LENGTH - 1, *, reverse: bool = False
+    entries: Iterable[str], limit: int = LIST_LENGTH - 1, *, reverse: bool = False
 ) -> str:
-    """A JSON list of as many entries as fit in ``limit`` bytes (``reverse``: the entries
-    come newest first, the list shows them oldest first)."""
+    """A JSON list of as many entries (JSON texts) as fit in ``limit`` bytes (``reverse``:
+    the entries come newest first, the list shows them oldest first)."""
     parts: list[str] = []
     size = 2
-    for entry in entries:
-        text = json.dumps(entry, separators=(",", ":"))
+    for text in entries:
         size += len(text.encode("utf-8")) + 1
         if size > limit:
             break
@@ -179,6 +180,8 @@ class QueueGroup(IOCGroup):
         self.queue: PlanQueue | None = None
         self.runner: QueueRunner | None = None
         self._shown: dict[str, Any] = {}
+        self._json_cache: dict[str, str] = {}  # an item's JSON by uid
+        self._record_cache: dict[tuple[str, str, float], str] = {}  # a history entry's JSON
         self._selected = ""  # the uid put to Item:Uid
         #: Autostart on at start-up (``--queue-autostart``): a stored queue starts at once.
         self.autostart_at_start = False
@@ -273,7 +276,7 @@ class QueueGroup(IOCGroup):
     async def publish(self) -> None:
         """Every queue PV from the queue's state (unchanged ones are not written)."""
         queue, runner = self._parts()
-        await self._show(self.pv_items, "items", _json_list(i.as_dict() for i in queue.items))
+        await self._show(self.pv_items, "items", _json_list(map(self._item_json, queue.items)))
         await self._show(self.pv_count, "count", len(queue.items))
         running = queue.running.item.uid if queue.running is not None else ""
         await self._show(self.pv_running, "running", running)
@@ -281,7 +284,7 @@ class QueueGroup(IOCGroup):
         if self._shown.get("state") != (runner.state, severity):
             self._shown["state"] = (runner.state, severity)
             await write_alarmed(self.pv_state, runner.state.value, severity)
-        recent = (r.as_dict() for r in reversed(queue.history))
+        recent = map(self._record_json, reversed(queue.history))
         await self._show(self.pv_history, "history", _json_list(recent, reverse=True))
         await self._show(self.pv_history_count, "history_count", queue.history_count)
         await self._show(self.pv_autostart, "autostart", "On" if runner.autostart else "Off")
@@ -291,6 +294,25 @@ class QueueGroup(IOCGroup):
             found = queue.find(self._selected)
             if found is not None:
                 await self._show_item(found)
+
+    def _item_json(self, item: Item) -> str:
+        """An item's JSON, made once per item (the queue is shown again at every change)."""
+        text = self._json_cache.get(item.uid)
+        if text is None:
+            if len(self._json_cache) > JSON_CACHE_SIZE:
+                self._json_cache.clear()
+            text = self._json_cache[item.uid] = json.dumps(item.as_dict(), separators=(",", ":"))
+        return text
+
+    def _record_json(self, record: Record) -> str:
+        key = (record.item.uid, record.state.value, record.ended)
+        text = self._record_cache.get(key)
+        if text is None:
+            if len(self._record_cache) > JSON_CACHE_SIZE:
+                self._record_cache.clear()
+            text = json.dumps(record.as_dict(), separators=(",", ":"))
+            self._record_cache[key] = text
+        return text
 
     async def _show_item(self, record: Record | None) -> None:
         state = record.state if record is not None else ItemState.UNKNOWN
@@ -348,7 +370,7 @@ class QueueGroup(IOCGroup):
     @refusals_to_status("Queue:Stop")
     async def pv_stop(self, instance: Any, value: Any) -> int:
         if is_on(instance, value):
-            self._parts()[1].request_stop()
+            await self._parts()[1].request_stop()
             await self.context.status.say("queue: stopping after the current item")
             await self.publish()
         return 0

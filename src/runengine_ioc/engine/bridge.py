@@ -24,6 +24,7 @@ from .events import (
     Coalesced,
     PlanFinished,
     Progress,
+    Refused,
     RunClosed,
     WorkerEvent,
 )
@@ -78,6 +79,7 @@ class Bridge:
         self._waiters: dict[int, asyncio.Future[PlanFinished]] = {}
         self._finished_early: dict[int, PlanFinished] = {}
         self._current_ticket: int | None = None
+        self._follow_ons: list[int] = []  # tickets handed over to follow, not started, in order
         self._publish_lock = asyncio.Lock()
         self._drained = asyncio.Event()  # set each time an ordered event has been published
         # The ticket the caller's last Stop/Abort/Halt acted on, bound at that moment in the
@@ -231,7 +233,11 @@ class Bridge:
 
     def _finish(self, event: PlanFinished) -> None:
         if self._current_ticket == event.ticket:
-            self._current_ticket = None
+            self._current_ticket = event.followed_by  # a plan handed over started at its end
+        if event.followed_by is None:  # the plans handed over after it never start
+            self._drop_follow_ons(list(self._follow_ons))
+        elif event.followed_by in self._follow_ons:
+            self._follow_ons.remove(event.followed_by)
         waiter = self._waiters.pop(event.ticket, None)
         if waiter is None:  # its submit() has not had the ticket back yet
             self._finished_early[event.ticket] = event
@@ -262,6 +268,57 @@ class Bridge:
         self._waiters[ticket] = waiter
         self._current_ticket = ticket
         return waiter
+
+    async def submit_next(
+        self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> asyncio.Future[PlanFinished] | None:
+        """Hand the worker a plan to start the moment the current one (or the last one handed
+        over) ends in success.
+
+        The queue hands its next items over this way: the worker starts each on its own
+        thread, so no round trip through the IOC lies between two runs. The future resolves
+        when it has ended, and is cancelled if it never starts. None if no plan is in progress.
+        """
+        worker = self._require_worker()
+        after = self._follow_ons[-1] if self._follow_ons else self._current_ticket
+        if after is None:
+            return None
+        for check in self.preflight:
+            check()
+        ticket = await asyncio.to_thread(worker.submit_after, after, plan_name, arguments, metadata)
+        if ticket is None:
+            return None
+        waiter: asyncio.Future[PlanFinished] = self._loop.create_future()
+        finished = self._finished_early.pop(ticket, None)
+        if finished is not None:  # it started, and ended, while the answer was on its way
+            waiter.set_result(finished)
+            return waiter
+        if ticket != self._current_ticket:
+            if after != self._current_ticket and after not in self._follow_ons:
+                return None  # the plan it followed ended meanwhile and dropped it
+            self._follow_ons.append(ticket)
+        self._waiters[ticket] = waiter
+        return waiter
+
+    async def cancel_next(self) -> None:
+        """Withdraw every plan handed over by :meth:`submit_next` that has not started (their
+        futures are cancelled); those that have started run on."""
+        if not self._follow_ons:
+            return
+        worker = self._require_worker()
+        try:
+            withdrawn = await asyncio.to_thread(worker.cancel_follow_ons)
+        except Refused:  # the worker is gone: the plan's end (interrupted) drops them
+            return
+        self._drop_follow_ons(withdrawn)
+
+    def _drop_follow_ons(self, tickets: Iterable[int]) -> None:
+        for ticket in tickets:
+            if ticket in self._follow_ons:
+                self._follow_ons.remove(ticket)
+            waiter = self._waiters.pop(ticket, None)
+            if waiter is not None:
+                waiter.cancel()
 
     async def wait_current_plan(self) -> PlanFinished | None:
         """Wait until the plan the caller last interrupted (else the one in progress) has ended.

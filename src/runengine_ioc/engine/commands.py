@@ -31,6 +31,22 @@ class Worker(Protocol):
         """Validate and queue a plan; its ticket. Raises ``ArgumentError`` or ``Refused``."""
         ...
 
+    def submit_after(
+        self,
+        ticket: int,
+        plan_name: str,
+        arguments: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+    ) -> int | None:
+        """Validate a plan to start the moment plan ``ticket`` (the one in progress, or the
+        last one handed over) ends in success, with no round trip in between; its ticket, None
+        if that plan has already ended."""
+        ...
+
+    def cancel_follow_ons(self) -> list[int]:
+        """Withdraw every plan handed over that has not started; their tickets."""
+        ...
+
     def request_pause(self, defer: bool = False) -> None: ...
 
     def resume(self) -> None: ...
@@ -61,6 +77,21 @@ class Commands(Protocol):
         self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> asyncio.Future[PlanFinished]:
         """Start a plan; the future resolves when it has ended. Refusals raise."""
+        ...
+
+    async def submit_next(
+        self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
+    ) -> asyncio.Future[PlanFinished] | None:
+        """Hand over a plan to start the moment the current one (or the last one handed over)
+        ends in success: the queue's next items. Its future resolves when it has ended, and is
+        cancelled if it never starts (a plan before it failed or was stopped, or
+        :meth:`cancel_next`). None if no plan is in progress to follow. Refusals raise, as for
+        :meth:`submit`."""
+        ...
+
+    async def cancel_next(self) -> None:
+        """Withdraw every plan handed over that has not started (their futures are
+        cancelled); those that have started run on."""
         ...
 
     async def wait_current_plan(self) -> PlanFinished | None:

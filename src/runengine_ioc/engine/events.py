@@ -127,6 +127,8 @@ class PlanFinished:
     run_uids: tuple[str, ...] = field(default_factory=tuple)
     #: the worker process ended under the plan (its run closed by the IOC)
     interrupted: bool = False
+    #: the ticket of the plan handed over to follow this one, started at its end (None: none)
+    followed_by: int | None = None
 
 
 @dataclass(frozen=True)

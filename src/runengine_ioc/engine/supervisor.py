@@ -127,6 +127,7 @@ class Supervisor:
         # what the worker in service is doing, read from its events as they pass
         self._state = "idle"
         self._plan: PlanAccepted | None = None
+        self._follow_on_names: dict[int, str] = {}  # plans handed over to follow, by ticket
         self._run: RunOpened | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -293,7 +294,12 @@ class Supervisor:
             and self._plan is not None
             and self._plan.ticket == event.ticket
         ):
+            # a plan handed over to follow it is in progress from this moment (no gap in
+            # which the worker would look idle; its PlanAccepted comes next)
             self._plan = None
+            if event.followed_by is not None:
+                name = self._follow_on_names.pop(event.followed_by, "")
+                self._plan = PlanAccepted(event.followed_by, name)
         self._listener(event)
 
     def _count_dropped_so_far(self) -> None:
@@ -438,6 +444,29 @@ class Supervisor:
             with self._lock:
                 self._submitting -= 1
         return ticket
+
+    def submit_after(
+        self,
+        ticket: int,
+        plan_name: str,
+        arguments: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+    ) -> int | None:
+        if self._reloading:
+            raise Refused("a Reload is under way; start the plan when it has finished")
+        follow_on: int | None = self._process().request(
+            "submit_after", ticket, plan_name, dict(arguments), dict(metadata),
+            timeout=REQUEST_TIMEOUT,
+        )  # fmt: skip
+        if follow_on is not None:
+            self._follow_on_names[follow_on] = plan_name
+        return follow_on
+
+    def cancel_follow_ons(self) -> list[int]:
+        withdrawn: list[int] = self._process().request("cancel_follow_ons", timeout=REQUEST_TIMEOUT)
+        for ticket in withdrawn:
+            self._follow_on_names.pop(ticket, None)
+        return withdrawn
 
     def request_pause(self, defer: bool = False) -> None:
         self._process().request("pause", defer, timeout=REQUEST_TIMEOUT)

@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from bluesky import RunEngine
@@ -45,8 +44,9 @@ from .events import (
     StatusMessage,
     WorkerTainted,
 )
+from .jobs import FollowOn, Job
 from .metadata import validate_metadata
-from .registry import Registry, ValidatedPlan
+from .registry import Registry
 from .runs import RunTracker, plan_outcome
 from .wire import DEFAULT_HALT_TIMEOUT
 
@@ -54,22 +54,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a Stop or Abort waits for the RunEngine's loop to take it.
 INTERRUPT_TIMEOUT = 5.0
-
-
-@dataclass
-class _Job:
-    ticket: int
-    plan: ValidatedPlan
-    metadata: dict[str, Any]
-    handed_over: bool = False  # given to the RunEngine (which may not be running yet)
-    driving: bool = False  # a thread is in (or has queued) a blocking RunEngine call for it
-    resume_queued: bool = False  # a Resume waits for the worker's thread
-    interrupt: tuple[str, str] | None = None  # (kind, reason) of the Stop/Abort/Halt taken
-    # both set on the RunEngine's loop only, so that they and its state are seen together:
-    resuming: bool = False  # a Resume is under way (rewinding): an interrupt waits for it
-    resume_depth: int = 0  # bluesky's plan stack before the resume stacked its replay
-    taken_while_paused: bool = False  # an interrupt acted on the paused plan: no resume now
-    finished: threading.Event = field(default_factory=threading.Event)
 
 
 class RunEngineWorker:
@@ -85,8 +69,7 @@ class RunEngineWorker:
     callbacks
         Document callbacks subscribed to the RunEngine for good (file writers, sinks, ...).
     profile_callbacks, suspenders, metadata
-        The profile's callbacks, suspenders and start-document defaults (``RE.md``);
-        replaced as a whole by :meth:`reconfigure`.
+        The profile's callbacks, suspenders and start-document defaults (``RE.md``).
     scan_id_source
         Passed to the RunEngine; lets the caller persist scan ids across restarts.
     halt_timeout
@@ -112,7 +95,8 @@ class RunEngineWorker:
         self._listener = listener
         self._halt_timeout = halt_timeout
         self._lock = threading.Lock()
-        self._job: _Job | None = None
+        self._job: Job | None = None
+        self._follow_ons: list[FollowOn] = []  # plans handed over, each after the one before
         self._tickets = itertools.count(first_ticket)
         self._generations = itertools.count(1)
         self._options: dict[str, Any] = {"context_managers": [], "call_returns_result": True}
@@ -162,12 +146,45 @@ class RunEngineWorker:
                 )
             if self.state == "panicked":
                 raise Refused("the RunEngine is panicked; restart the IOC")
-            job = _Job(next(self._tickets), plan, md)
+            job = Job(next(self._tickets), plan, md)
             self._job = job
             engine = self._engine
         self._listener(PlanAccepted(job.ticket, plan.name))
         engine.commands.put(lambda: self._execute(engine, job))
         return job.ticket
+
+    def submit_after(
+        self,
+        ticket: int,
+        plan_name: str,
+        arguments: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+    ) -> int | None:
+        """Validate a plan to start the moment plan ``ticket`` ends in success; its ticket.
+
+        It starts on the worker's thread right at the other's end, with no round trip to the
+        caller (the queue hands its next items over this way). ``ticket`` is the plan in
+        progress or the last plan handed over, so several can be lined up. None follows a
+        plan that fails, or is stopped, aborted or halted, nor any after it; nor a plan
+        withdrawn by :meth:`cancel_follow_ons`. :class:`PlanFinished` ``followed_by`` says
+        which started. None (nothing kept) if plan ``ticket`` has already ended. Raises
+        ArgumentError or Refused as :meth:`submit` does.
+        """
+        plan = self._registry.validate(plan_name, arguments)
+        md = validate_metadata(metadata, self._registry.metadata_keys, client=False)
+        with self._lock:
+            last = self._follow_ons[-1].job if self._follow_ons else self._job
+            if last is None or last.ticket != ticket:
+                return None
+            follow_on = Job(next(self._tickets), plan, md)
+            self._follow_ons.append(FollowOn(ticket, follow_on))
+        return follow_on.ticket
+
+    def cancel_follow_ons(self) -> list[int]:
+        """Withdraw every plan handed over that has not started; their tickets."""
+        with self._lock:
+            withdrawn, self._follow_ons = self._follow_ons, []
+        return [follow_on.job.ticket for follow_on in withdrawn]
 
     def request_pause(self, defer: bool = False) -> None:
         """Pause now (rewinding to the last checkpoint) or at the next checkpoint."""
@@ -245,27 +262,6 @@ class RunEngineWorker:
         engine.re.loop.call_soon_threadsafe(engine.re.loop.stop)
         return clean and not self.busy
 
-    def reconfigure(
-        self,
-        registry: Registry,
-        *,
-        profile_callbacks: Iterable[DocumentCallback] = (),
-        suspenders: Iterable[Any] = (),
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Swap in a reloaded profile; refused while a plan is in progress."""
-        with self._lock:
-            if self._job is not None:
-                raise Refused(f"'{self._job.plan.name}' is {self.state}; reload when idle")
-            self._registry = registry
-            old_metadata = self._profile_metadata
-            self._profile_callbacks = list(profile_callbacks)
-            self._suspenders = list(suspenders)
-            self._profile_metadata = dict(metadata or {})
-            self._engine.install_profile(
-                self._profile_callbacks, self._suspenders, self._profile_metadata, old_metadata
-            )
-
     # ------------------------------------------------------------ the engines
     def _start_engine(self, re: RunEngine, old_metadata: Mapping[str, Any]) -> Engine:
         """Hook a RunEngine up (documents, state, profile) and start its driving thread."""
@@ -283,7 +279,7 @@ class RunEngineWorker:
         engine.thread.start()
         return engine
 
-    def _give_up(self, engine: Engine, job: _Job) -> None:
+    def _give_up(self, engine: Engine, job: Job) -> None:
         """Leave a RunEngine that did not end the plan; close its runs; start a fresh one.
 
         The old thread is let go of its RunEngine call and ends; the plan's task is cancelled
@@ -349,7 +345,7 @@ class RunEngineWorker:
             engine.re.loop.call_soon_threadsafe(engine.re.loop.stop)
 
     # -------------------------------------------------------------- interrupts
-    def _interrupt_plan(self, kind: str, reason: str, deadline: float) -> _Job:
+    def _interrupt_plan(self, kind: str, reason: str, deadline: float) -> Job:
         """Interrupt the plan in progress; the job it acted on. Raises Refused if it cannot.
 
         A Halt never raises once there is a plan: what it could not do now, the deadline and
@@ -371,7 +367,7 @@ class RunEngineWorker:
                     kind,
                     reason,
                     max(left, 0.05),
-                    lambda paused: self._may_act(engine, job, paused),
+                    lambda paused: job.may_act(engine, paused),
                 )
             except Exception as exc:
                 state = str(engine.re.state)
@@ -411,7 +407,7 @@ class RunEngineWorker:
         return job
 
     # ---------------------------------------------------------------- driving
-    def _execute(self, engine: Engine, job: _Job) -> None:
+    def _execute(self, engine: Engine, job: Job) -> None:
         self._tracker.reset()
         self._listener(StatusMessage(f"running {job.plan.name}"))
         with self._lock:
@@ -425,23 +421,7 @@ class RunEngineWorker:
             self._suspensions.before_start(tripped, job.plan.name)
         self._drive(engine, job, lambda: engine.re(job.plan.make_generator(), **job.metadata))
 
-    @staticmethod
-    def _may_act(engine: Engine, job: _Job, paused: bool) -> bool:
-        """On the loop: may an interrupt act now? Not while a resume rewinds the paused plan.
-
-        bluesky's resume rewinds the run's bundles and replays the messages since the last
-        checkpoint; an interrupt thrown into the plan before that replay is done meets a
-        half-rewound run (and fails it with IllegalMessageSequence).
-        """
-        if job.resuming:
-            if paused or plan_depth(engine.re) > job.resume_depth:
-                return False
-            job.resuming = False
-        if paused:
-            job.taken_while_paused = True
-        return True
-
-    def _resume_call(self, engine: Engine, job: _Job) -> Any:
+    def _resume_call(self, engine: Engine, job: Job) -> Any:
         re = engine.re
         with self._lock:
             job.resume_queued = False
@@ -457,7 +437,7 @@ class RunEngineWorker:
         self._listener(StatusMessage("resuming"))
         return re.resume()
 
-    def _drive(self, engine: Engine, job: _Job, call: Callable[[], Any]) -> None:
+    def _drive(self, engine: Engine, job: Job, call: Callable[[], Any]) -> None:
         """Run a blocking RunEngine call, then see the plan to its end or to a pause."""
         result: Any = None
         error: BaseException | None = None
@@ -490,16 +470,30 @@ class RunEngineWorker:
             self._listener(StatusMessage(f"{job.plan.name} paused: Resume, Stop or Abort"))
 
     def _finish(
-        self, job: _Job, status: ExitStatus, message: str, engine: Engine | None = None
+        self, job: Job, status: ExitStatus, message: str, engine: Engine | None = None
     ) -> None:
-        """The job is over: free the worker and say so (once; never for a given-up engine)."""
+        """The job is over: free the worker and say so (once; never for a given-up engine).
+
+        The first plan handed over (:meth:`submit_after`) starts now if the job ended in
+        success on its own (no Stop, Abort or Halt); else it and those after it are dropped.
+        """
         uids = tuple(self._tracker.run_uids)
+        follow_on: Job | None = None
         with self._lock:
             if job is not self._job or (engine is not None and engine.abandoned):
                 return
-            self._job = None
+            handed, self._follow_ons = self._follow_ons, []
+            if handed and engine is not None and handed[0].starts_after(job, status):
+                follow_on, self._follow_ons = handed[0].job, handed[1:]
+            self._job = follow_on
             job.finished.set()
-        self._listener(PlanFinished(job.ticket, job.plan.name, status, message, uids))
+        next_ticket = follow_on.ticket if follow_on is not None else None
+        self._listener(
+            PlanFinished(job.ticket, job.plan.name, status, message, uids, followed_by=next_ticket)
+        )
+        if follow_on is not None and engine is not None:
+            self._listener(PlanAccepted(follow_on.ticket, follow_on.plan.name))
+            engine.commands.put(lambda: self._execute(engine, follow_on))
 
     # ------------------------------------------------------------------ hooks
     def _on_state(self, engine: Engine, new: str, old: str) -> None:

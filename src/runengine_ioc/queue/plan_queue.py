@@ -10,6 +10,7 @@ puts arrived.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -17,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,11 +55,36 @@ def runs_of_items(data_dir: str | Path) -> dict[str, list[tuple[str, int]]]:
     return found
 
 
+def runs_by_item(data_dir: str | Path) -> dict[str, list[tuple[str, int, float]]]:
+    """Every run in ``data_dir`` (ended or not) by the queue item its start document names,
+    oldest first, as (run uid, scan id, start time)."""
+    found: dict[str, list[tuple[str, int, float]]] = {}
+    for path in sorted(Path(data_dir).glob("*.jsonl")):
+        try:
+            with open(path, "rb") as file:
+                start = json.loads(file.readline()).get("doc", {})
+            item_uid = start.get("queue_item_uid")
+            run = (str(start.get("uid", "")), int(start.get("scan_id") or 0), float(start["time"]))
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            continue
+        if isinstance(item_uid, str):
+            found.setdefault(item_uid, []).append(run)
+    return found
+
+
 def open_queue(data_dir: str | Path, *, durable: bool = False) -> tuple[PlanQueue, str]:
     """The queue kept in ``data_dir`` (created if new), after marking the items a crash left
     running ``interrupted``; and a line for the start-up Status ("" if nothing to say)."""
     queue = PlanQueue(QueueStore(Path(data_dir) / QUEUE_DB, durable=durable))
     recovered = queue.recover(runs_of_items(data_dir) if queue.store.running() else None)
+    if queue.items:
+        # an item handed to the worker ahead of its turn may have started before the IOC
+        # noted it: a run naming it (opened after it was added) says so
+        runs = runs_by_item(data_dir)
+        for item in list(queue.items):
+            started = [(uid, scan) for uid, scan, t in runs.get(item.uid, ()) if t >= item.added]
+            if started:
+                recovered.append(queue.recover_started(item.uid, started))
     notes = [f"queue item {r.item.uid} ({r.item.plan}) interrupted" for r in recovered]
     if queue.items:
         notes.append(f"queue: {len(queue.items)} items waiting (Queue:Start)")
@@ -86,6 +113,8 @@ class PlanQueue:
         self._executor_: ThreadPoolExecutor | None = None  # started at the first change
         self._lock = asyncio.Lock()
         self._pending: set[Future[Any]] = set()
+        #: held around a change that may alter which item comes next (set by the runner)
+        self.reorder_guard: Callable[[], AbstractAsyncContextManager[None]] | None = None
 
     @classmethod
     def in_memory(cls) -> PlanQueue:
@@ -139,6 +168,26 @@ class PlanQueue:
         self.running = None
         return recovered
 
+    def recover_started(self, uid: str, runs: list[tuple[str, int]]) -> Record:
+        """Mark a queued item that a run on disk shows had started ``interrupted`` (blocking;
+        before serving): the IOC ended before it noted it running. It is not run again."""
+        item = next(item for item in self.items if item.uid == uid)
+        now = time.time()
+        ended = Record(
+            item,
+            ItemState.INTERRUPTED,
+            started=now,
+            ended=now,
+            run_uids=tuple(run for run, _ in runs),
+            scan_ids=tuple(scan for _, scan in runs),
+            message="the IOC stopped as it started (not run again)",
+        )
+        self.store.transition(finished=ended)
+        self.items.remove(item)
+        self.history.append(ended)
+        self.history_count += 1
+        return ended
+
     # -- the queue's contents -----------------------------------------------------------
 
     def resolve(self, selector: str) -> str:
@@ -167,7 +216,7 @@ class PlanQueue:
     async def add(self, item: Item, *, front: bool = False) -> None:
         """Queue an item (ArgumentError if its uid was used before); on disk when this
         returns."""
-        async with self._lock:
+        async with self._guarded(front), self._lock:
             try:
                 await self._run(lambda: self.store.add(item, front=front))
             except sqlite3.IntegrityError:
@@ -178,14 +227,14 @@ class PlanQueue:
                 self.items.append(item)
 
     async def remove(self, selector: str) -> Item:
-        async with self._lock:
+        async with self._guarded(), self._lock:
             uid = self.resolve(selector)
             await self._run(self.store.remove, [uid])
             return self.items.pop(self.position(uid))
 
     async def move(self, selector: str, to: int) -> Item:
         """Move a queued item to position ``to`` (0 first, -1 last)."""
-        async with self._lock:
+        async with self._guarded(), self._lock:
             uid = self.resolve(selector)
             count = len(self.items)
             if not -count <= to < count:
@@ -199,11 +248,19 @@ class PlanQueue:
 
     async def clear(self) -> int:
         """Remove every queued item (not the running one); how many."""
-        async with self._lock:
+        async with self._guarded(), self._lock:
             uids = [item.uid for item in self.items]
             await self._run(self.store.remove, uids)
             self.items = []
             return len(uids)
+
+    def _guarded(self, reorders: bool = True) -> AbstractAsyncContextManager[None]:
+        """Around a change that may take the first item away or put another before it: the
+        runner withdraws the item it handed to the worker ahead of its turn (or, if that has
+        started, waits until it is noted running) and hands none over until it is made."""
+        if not reorders or self.reorder_guard is None:
+            return contextlib.nullcontext()
+        return self.reorder_guard()
 
     async def clear_history(self) -> int:
         async with self._lock:
@@ -220,18 +277,27 @@ class PlanQueue:
     # -- running ------------------------------------------------------------------------
 
     async def advance(
-        self, finished: Record | None, *, start_next: bool, again: bool = False
+        self,
+        finished: Record | None,
+        *,
+        start_next: bool,
+        again: bool = False,
+        started: Item | None = None,
     ) -> Record | None:
         """End the running item (into the history) and start the next, in one transaction.
 
         ``again`` puts the finished item's plan back at the end as a new item (loop mode).
-        Returns the new running record, None when nothing starts.
+        ``started`` is an item the worker has already started (handed over to follow the
+        finished one): it is the next, wherever it stands. Returns the new running record,
+        None when nothing starts.
         """
         async with self._lock:
             now = time.time()
             appended = finished.item.again() if again and finished is not None else None
             waiting = [*self.items, appended] if appended is not None else self.items
             nxt = waiting[0] if start_next and waiting else None
+            if started is not None:
+                nxt = started
             await self._run(
                 lambda: self.store.transition(
                     finished=finished,
@@ -245,7 +311,7 @@ class PlanQueue:
             if appended is not None:
                 self.items.append(appended)
             if nxt is not None:
-                self.items.pop(0)
+                self.items = [item for item in self.items if item.uid != nxt.uid]
                 self.running = Record(nxt, ItemState.RUNNING, started=now)
             else:
                 self.running = None

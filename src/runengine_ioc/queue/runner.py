@@ -10,22 +10,44 @@ stopped (bluesky calls that a success) and when the RunEngine is paused.
 An item is marked running on disk *before* it is submitted, and the next one is started in
 the same transaction that ends the previous one: a kill at any moment can leave an item
 ``interrupted``, never run twice.
+
+While an item runs, the next items (:data:`HAND_OVER_AHEAD`) are handed to the worker ahead
+of their turn (:meth:`Commands.submit_next
+<runengine_ioc.engine.commands.Commands.submit_next>`): the worker starts each the moment the
+one before it ends in success, so no round trip through the IOC lies between two runs, and
+the runner notes afterwards what the worker did (a plan's end names the plan that followed
+it). If the IOC is killed before it has noted an item the worker started, the item is still
+queued on disk, but a run file names it: at the next start it is marked ``interrupted``, not
+run again (:func:`~.plan_queue.open_queue`). A failed, stopped or aborted item drops the items
+handed over (the queue's policy decides as before); so does a change of the queue that may
+alter what comes next (Add at the front, Remove, Move, Clear, RunNow) or a Queue:Stop, which
+first waits until the runner has noted any item the worker has already started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from enum import Enum
 
 from ..engine.commands import Commands
 from ..engine.events import PlanFinished, Refused, RunOpened, StateChanged, WorkerEvent
-from .items import ItemState, Record, outcome
+from .items import Item, ItemState, Record, outcome
 from .plan_queue import PlanQueue
+
+#: How many items the queue hands to the worker ahead of their turn: the next few, so that
+#: the IOC, busy publishing one item's end, never holds up the next (measured: with two, the
+#: IOC fell behind short items and the chain broke every ten items or so).
+HAND_OVER_AHEAD = 4
+
+#: An item handed to the worker ahead of its turn, and the future of its plan.
+Handed = tuple[Item, "asyncio.Future[PlanFinished]"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +108,14 @@ class QueueRunner:
         self._stopping_seen = False
         self._shutting_down = False
         self._paused = False
+        self._handed: list[Handed] = []  # handed over ahead of their turn, in order
+        # the runs of items the worker started but the runner has not noted yet, one list per
+        # item, in order (from the events: a plan's end names the plan that followed it)
+        self._unnoted: deque[list[tuple[str, int]]] = deque()
+        self._handing = asyncio.Lock()  # a hand-over, or a change of what comes next
+        self._handover_noted = asyncio.Event()  # set: nothing handed over, nothing unnoted
+        self._handover_noted.set()
+        queue.reorder_guard = self.holding_next
 
     # -- asked by clients -------------------------------------------------------------
 
@@ -119,13 +149,36 @@ class QueueRunner:
         self.task = loop.create_task(self._run(), context=contextvars.Context())
         return self.task
 
-    def request_stop(self) -> None:
-        """Stop once the running item has ended."""
+    async def request_stop(self) -> None:
+        """Stop once the running item has ended (if the next one has already started in its
+        place, once that one has ended)."""
         if self.state == QueueState.IDLE:
             raise Refused("the queue is not running")
         self._stop_requested = True
         self.autostart = False  # stopped by hand: stays stopped until started again
         self.state = QueueState.STOPPING
+        async with self.holding_next():
+            pass  # the item handed over is withdrawn (or, if it started, the queue stops after it)
+
+    @contextlib.asynccontextmanager
+    async def holding_next(self) -> AsyncIterator[None]:
+        """Around a change of what comes next: the item handed to the worker ahead of its turn
+        is withdrawn, or, if it has started, noted running (so no longer queued) first; and no
+        item is handed over until the change is made."""
+        async with self._handing:
+            if self._handed:
+                await self.commands.cancel_next()
+                self._handed = [h for h in self._handed if not h[1].cancelled()]
+                self._settle()
+            await self._handover_noted.wait()
+            yield
+
+    def _settle(self) -> None:
+        """``_handover_noted`` is set when nothing is handed over and nothing started unnoted."""
+        if not self._handed and not self._unnoted:
+            self._handover_noted.set()
+        else:
+            self._handover_noted.clear()
 
     async def set_loop(self, on: bool) -> None:
         await self.queue.set_setting("loop", "1" if on else "0")
@@ -169,8 +222,16 @@ class QueueRunner:
     async def observe(self, event: WorkerEvent) -> None:
         """An event the IOC publishes (in order, before a plan's future resolves)."""
         if isinstance(event, RunOpened):
-            if self.state != QueueState.IDLE:
+            if self.state == QueueState.IDLE:
+                return
+            if self._unnoted:  # the item the worker started last, not noted yet
+                self._unnoted[-1].append((event.uid, event.scan_id))
+            else:
                 self.queue.note_run(event.uid, event.scan_id)
+        elif isinstance(event, PlanFinished) and event.followed_by is not None:
+            if self.state != QueueState.IDLE:
+                self._unnoted.append([])  # a handed-over item started: its runs follow
+                self._settle()
         elif isinstance(event, StateChanged):
             if self.state == QueueState.IDLE:
                 return
@@ -190,20 +251,37 @@ class QueueRunner:
     async def _run(self) -> None:
         finished: Record | None = None
         again = False
+        started: Handed | None = None  # the next item, started by the worker already
         try:
             while True:
-                go_on = not self._stop_requested and not (self._single and finished)
-                record = await self.queue.advance(finished, start_next=go_on, again=again)
+                go_on = started is not None or not (
+                    self._stop_requested or (self._single and finished)
+                )
+                record = await self.queue.advance(
+                    finished,
+                    start_next=go_on,
+                    again=again,
+                    started=started[0] if started is not None else None,
+                )
+                if started is not None and self._unnoted:
+                    for run_uid, scan_id in self._unnoted.popleft():
+                        self.queue.note_run(run_uid, scan_id)
+                self._settle()
                 finished, again = None, False
                 if record is None:
                     break
-                finished = await self._execute(record)
+                finished, started = await self._execute(
+                    record, started[1] if started is not None else None
+                )
                 again = self.loop and finished.state in (ItemState.SUCCESS, ItemState.FAIL)
                 if not self._should_go_on(finished):
                     again = again and finished.state == ItemState.SUCCESS
                     self._stop_requested = True
                 # not published here: the next item is submitted first (see _execute)
         finally:
+            self._handed = []
+            self._unnoted.clear()
+            self._settle()
             if finished is not None:
                 await self._final(finished, again)
             self.state = QueueState.IDLE
@@ -228,31 +306,81 @@ class QueueRunner:
         except Exception:
             log.exception("queue: publishing its end failed")
 
-    async def _execute(self, record: Record) -> Record:
-        """Run one item (already marked running); its record once it has ended."""
+    async def _execute(
+        self, record: Record, future: asyncio.Future[PlanFinished] | None = None
+    ) -> tuple[Record, Handed | None]:
+        """Run one item (already marked running; ``future`` if the worker started it); its
+        record once it has ended, and the next item if the worker has started it already."""
         item = record.item
         self._stopping_seen = False
-        try:  # checked again by the worker, against the plans in service now
-            future = await self.commands.submit(item.plan, item.args, item.run_metadata())
-        except Exception as exc:  # ArgumentError, Refused: said in words
-            return replace(
-                record, state=ItemState.FAIL, ended=time.time(), message=f"refused at run: {exc}"
-            )
+        if future is None:
+            try:  # checked again by the worker, against the plans in service now
+                future = await self.commands.submit(item.plan, item.args, item.run_metadata())
+            except Exception as exc:  # ArgumentError, Refused: said in words
+                return replace(
+                    record,
+                    state=ItemState.FAIL,
+                    ended=time.time(),
+                    message=f"refused at run: {exc}",
+                ), None
+        await self._hand_over_next()  # first: the item may be short
         await self.changed()
         await self.say(f"queue: running {item.plan} ({item.uid})")
         result: PlanFinished = await asyncio.shield(future)
+        started: Handed | None = None
+        if result.followed_by is not None and self._handed:
+            started = self._handed.pop(0)  # the first handed over follows it
+        else:
+            self._handed = []  # none of them starts (the bridge has cancelled their futures)
+        if started is not None and not self._handing.locked():
+            # the one after it goes to the worker now, before the bookkeeping of this end
+            # and that start eats into the started item's run (a change of the queue under
+            # way holds the lock: then after it, from the started item's _execute)
+            await self._hand_over_next(skip=started[0])
+        self._settle()
         running = self.queue.running or record
         state = outcome(result.exit_status, self._stopping_seen, result.interrupted)
         message = result.message
         if self._shutting_down:
             state, message = ItemState.INTERRUPTED, f"the IOC shut down while it ran: {message}"
-        return replace(
+        ended = replace(
             running,
             state=state,
             ended=time.time(),
             run_uids=result.run_uids or running.run_uids,
             message=message,
         )
+        return ended, started
+
+    async def _hand_over_next(self, skip: Item | None = None) -> None:
+        """Give the worker the next items (after ``skip``, started but not yet noted), up to
+        :data:`HAND_OVER_AHEAD`, each to start the moment the one before it succeeds.
+
+        Not when the queue is to stop after this item (Stop, RunNow's single item, shutdown).
+        A refusal now is left to the item's own turn, which records it.
+        """
+        async with self._handing:
+            waiting = [item for item in self.queue.items if skip is None or item.uid != skip.uid]
+            handed = [item.uid for item, _ in self._handed]
+            if handed != [item.uid for item in waiting[: len(handed)]]:
+                return  # (never: a change of the queue withdraws what was handed over)
+            for item in waiting[len(handed) : HAND_OVER_AHEAD]:
+                if not self._may_hand_over():
+                    return
+                try:
+                    future = await self.commands.submit_next(
+                        item.plan, item.args, item.run_metadata()
+                    )
+                except Exception as exc:  # ArgumentError, Refused
+                    log.debug("queue: %s not handed over ahead: %s", item.uid, exc)
+                    return
+                if future is None:
+                    return
+                self._handed.append((item, future))
+                self._settle()
+
+    def _may_hand_over(self) -> bool:
+        return not (self._stop_requested or self._single or self._shutting_down)
 
     def _should_go_on(self, finished: Record) -> bool:
         """After an item: go on, or stop the queue (and say why)."""

@@ -213,16 +213,16 @@ class QueueStore:
         self._transaction([("DELETE FROM items WHERE done IS NOT NULL", ())])
         return count
 
-    def set_setting(self, key: str, value: str) -> None:
-        self._transaction(
-            [
-                (
-                    "INSERT INTO settings (key, value) VALUES (?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (key, value),
-                )
-            ]
+    @staticmethod
+    def _setting(key: str, value: str) -> tuple[str, Sequence[Any]]:
+        return (
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
         )
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._transaction([self._setting(key, value)])
 
     # -- reading ----------------------------------------------------------------------
 

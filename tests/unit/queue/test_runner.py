@@ -2,90 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ophyd.sim import hw
 
-from runengine_ioc.engine.events import (
-    ExitStatus,
-    PlanFinished,
-    Refused,
-    RunOpened,
-    StateChanged,
-)
-from runengine_ioc.engine.registry import Registry
-from runengine_ioc.plans import DEFAULT_PLANS
-from runengine_ioc.queue.items import Item, ItemState
+from runengine_ioc.engine.events import ExitStatus, Refused, RunOpened, StateChanged
+from runengine_ioc.queue.items import ItemState
 from runengine_ioc.queue.plan_queue import PlanQueue
 from runengine_ioc.queue.runner import OnFailure, QueueRunner, QueueState
-from runengine_ioc.queue.store import QUEUE_DB, QueueStore
-from tests.polling import async_wait_until
 
-
-class ScriptedCommands:
-    """Commands whose plans end when the test says, with the exit status it says."""
-
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.submitted: list[tuple[str, dict[str, Any]]] = []
-        self.futures: list[asyncio.Future[PlanFinished]] = []
-        self.busy = False
-        self.state = "idle"
-
-    async def submit(
-        self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
-    ) -> asyncio.Future[PlanFinished]:
-        if self.busy:
-            raise Refused("busy")
-        self.registry.validate(plan_name, arguments)  # as the worker does
-        self.busy = True
-        self.submitted.append((plan_name, dict(metadata)))
-        future: asyncio.Future[PlanFinished] = asyncio.get_running_loop().create_future()
-        self.futures.append(future)
-        return future
-
-    def finish(self, status: ExitStatus = ExitStatus.SUCCESS, message: str = "done") -> None:
-        self.busy = False
-        n = len(self.futures)
-        self.futures[-1].set_result(PlanFinished(n, "count", status, message, (f"run{n}",)))
-
-    async def pause(self, defer: bool = False) -> None: ...
-
-    async def resume(self) -> None: ...
-
-
-def item(uid: str, num: Any = 1) -> Item:
-    return Item(uid, "count", {"detectors": ["det"], "num": num}, {}, "me", "here", 0.0)
-
-
-def run(tmp_path: Path, body: Callable[..., Coroutine[Any, Any, None]]) -> None:
-    async def main() -> None:
-        queue = PlanQueue(QueueStore(tmp_path / QUEUE_DB))
-        commands = ScriptedCommands(Registry([hw().det], DEFAULT_PLANS))
-        said: list[str] = []
-
-        async def say(text: str) -> None:
-            said.append(text)
-
-        async def changed() -> None: ...
-
-        runner = QueueRunner(queue, commands, say, changed)  # type: ignore[arg-type]
-        try:
-            await body(queue, runner, commands, said)
-        finally:
-            runner.shutting_down()
-            await runner.close()
-            queue.close()
-
-    asyncio.run(main())
-
-
-async def submitted(commands: ScriptedCommands, count: int) -> None:
-    await async_wait_until(lambda: len(commands.submitted) >= count, 5, what=f"{count} plans")
+from .scripted import ScriptedCommands, item, run, submitted
 
 
 def test_items_run_in_order_with_their_item_in_the_metadata(tmp_path: Path) -> None:
@@ -99,7 +26,7 @@ def test_items_run_in_order_with_their_item_in_the_metadata(tmp_path: Path) -> N
         for n in range(1, 4):
             await submitted(commands, n)
             await runner.observe(RunOpened(f"run{n}", n, "count", 1, 0.0))
-            commands.finish()
+            await runner.observe(commands.finish())
         await task
         assert [md["queue_item_uid"] for _, md in commands.submitted] == ["a", "b", "c"]
         assert commands.submitted[0][1]["queued_by"] == {"user": "me", "host": "here"}
@@ -153,7 +80,7 @@ def test_stop_after_current_and_stopped_and_refused_at_run(tmp_path: Path) -> No
         commands.finish()
         await submitted(commands, 2)  # bad was refused at run, c runs
         await runner.observe(StateChanged("stopping", "running"))
-        commands.finish()  # bluesky reports a stopped plan as a success
+        commands.finish(stopped=True)  # bluesky reports a stopped plan as a success
         await task
         assert [(r.item.uid, r.state) for r in queue.history] == [
             ("a", ItemState.SUCCESS),
@@ -166,14 +93,14 @@ def test_stop_after_current_and_stopped_and_refused_at_run(tmp_path: Path) -> No
         await queue.add(item("e"))
         task = runner.start()
         await submitted(commands, 3)
-        runner.request_stop()
+        await runner.request_stop()
         assert runner.state == QueueState.STOPPING
         commands.finish()
         await task
         assert [i.uid for i in queue.items] == ["e"]
         assert queue.history[-1].state == ItemState.SUCCESS
         with pytest.raises(Refused, match="not running"):
-            runner.request_stop()
+            await runner.request_stop()
 
     run(tmp_path, body)
 
@@ -195,7 +122,7 @@ def test_loop_mode_puts_items_back_and_a_busy_engine_refuses_start(tmp_path: Pat
             await submitted(commands, n)
             commands.finish()
         await submitted(commands, 4)
-        runner.request_stop()
+        await runner.request_stop()
         commands.finish()
         await task
         assert len(queue.history) == 4 and len(queue.items) == 1
