@@ -106,3 +106,26 @@ def test_max_rate_flag_bounds_the_update_rate(make_ioc):
     points = [int(v) for v in monitor_values(output, ":CurrentPoint")]
     assert points[-1] == 60
     assert len(points) <= elapsed * 2 + 4, (len(points), elapsed)
+
+
+def test_many_subscriptions_slow_the_per_point_pvs_but_not_state_or_the_final_values(make_ioc):
+    """--update-budget: subscriptions x publications per second. With a budget of 4 and the
+    five subscriptions below, per-point PVs go out about once a second (the slowest), while
+    State changes still each go out and the run still ends on its final values."""
+    ioc = make_ioc("--update-budget", "4")
+    monitor = ioc.ca.monitor("CurrentPoint", "Progress", "ElapsedTime", "RemainingTime", "State")
+    ioc.ca.wait_for("State", "idle")
+    ioc.ca.configure("count", {"detectors": ["det"], "num": 40, "delay": 0.05})
+    assert ioc.ca.put("Start", 1).ok
+    elapsed = float(ioc.ca.get("ElapsedTime"))
+    output = monitor.finish(
+        until=lambda out: (
+            monitor_values(out, ":State")[-1:] == ["idle"]
+            and "40" in monitor_values(out, ":CurrentPoint")
+        )
+    )
+    points = [int(v) for v in monitor_values(output, ":CurrentPoint")]
+    assert points[-1] == 40
+    assert monitor_values(output, ":State") == ["idle", "running", "idle"]
+    # 10 Hz would give about 20 updates in the ~2 s run; once a second gives a handful
+    assert len(points) <= elapsed * 1 + 4, (len(points), elapsed)

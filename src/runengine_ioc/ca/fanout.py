@@ -288,6 +288,10 @@ class FanoutContext(CaprotoContext):
         self.subscription_queue = _DirectFanout(self)
         self._beacon_failures: set[tuple[tuple[str, int], type[BaseException]]] = set()
 
+    def subscription_count(self) -> int:
+        """How many monitor subscriptions the clients hold (on every PV)."""
+        return sum(len(subscriptions) for subscriptions in self.subscriptions.values())
+
     async def subscription_queue_loop(self) -> None:
         """Nothing to do: updates are fanned out when posted (caproto starts this task)."""
         await asyncio.Event().wait()

@@ -265,6 +265,8 @@ async def serve(
     )
     ioc.gate.server = server_context  # the gate sends new access rights on its circuits
     ioc.diag.server = server_context  # Diag:Clients counts its circuits
+    # many watching clients slow the per-point PVs (Progress...), not the plan
+    ioc.bridge.watchers = server_context.subscription_count
     # State changes go out at once, never held back by a batch of per-point updates
     server_context.urgent.update(ioc.status.urgent_channels() + ioc.control.urgent_channels())
     server = asyncio.ensure_future(server_context.run(log_pv_names=log_pv_names))

@@ -40,6 +40,8 @@ FailureReport = Callable[[BaseException, int], Awaitable[None]]
 #: Pause before publishing starts again after a failure; doubles per failure, up to the max.
 RESTART_PAUSE = 0.05
 RESTART_PAUSE_MAX = 5.0
+#: Seconds between two publications of per-point values, at the most (see watchers).
+SLOWEST_PERIOD = 1.0
 #: Plans ended before their submit() returned, remembered for it (a few suffice).
 FINISHED_EARLY_KEPT = 16
 
@@ -53,6 +55,11 @@ class Bridge:
         The IOC's event loop; events are delivered on it.
     max_rate_hz
         Upper bound on how often per-point values are published.
+    update_budget
+        Monitor updates per second the per-point values may cost the IOC: with
+        :attr:`watchers` (the clients' subscriptions, counted by the server) the period grows
+        to ``watchers / update_budget`` s, up to :data:`SLOWEST_PERIOD`, so that many
+        watching clients slow the progress PVs rather than the plan. 0: always ``max_rate_hz``.
     preflight
         Checks run by :meth:`submit` before a plan goes to the worker (e.g. the data
         directory has room); each raises ``Refused`` to refuse the plan. More may be
@@ -64,11 +71,15 @@ class Bridge:
         loop: asyncio.AbstractEventLoop,
         *,
         max_rate_hz: float = 10.0,
+        update_budget: float = 0.0,
         preflight: Iterable[Preflight] = (),
     ) -> None:
         self._loop = loop
         self.preflight: list[Preflight] = list(preflight)
         self._period = 1.0 / max_rate_hz
+        self._update_budget = update_budget
+        #: how many monitor subscriptions clients hold now (set by the CA server)
+        self.watchers: Callable[[], int] | None = None
         self._events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
         self._latest_lock = threading.Lock()
         # the latest record of each Coalesced type, stamped with the number of ordered
@@ -225,9 +236,18 @@ class Bridge:
                 return self._published >= target
         return True
 
+    def tick_period(self) -> float:
+        """Seconds until per-point values are published again: ``1 / max_rate_hz``, longer
+        while many clients watch (``update_budget``), never beyond :data:`SLOWEST_PERIOD`."""
+        period = self._period
+        if self.watchers is not None and self._update_budget > 0:
+            wanted = self.watchers() / self._update_budget
+            period = max(period, min(wanted, max(SLOWEST_PERIOD, period)))
+        return period
+
     async def _tick_forever(self, publisher: Publisher) -> None:
         while True:
-            await asyncio.sleep(self._period)
+            await asyncio.sleep(self.tick_period())
             async with self._publish_lock:
                 await self._publish_latest(publisher)
 

@@ -490,3 +490,25 @@ def test_pause_resume_and_abort_through_the_bridge_reach_the_worker(
         assert closed.num_events < 100
 
     run(main)
+
+
+@pytest.mark.parametrize(
+    ("watchers", "period"),
+    [(None, 0.1), (0, 0.1), (50, 0.1), (100, 0.1), (300, 0.3), (800, 0.8), (5000, 1.0)],
+)
+def test_per_point_values_slow_down_as_clients_watch_never_below_once_a_second(
+    watchers: int | None, period: float
+) -> None:
+    async def main() -> None:
+        bridge = Bridge(asyncio.get_running_loop(), max_rate_hz=10.0, update_budget=1000.0)
+        if watchers is not None:
+            bridge.watchers = lambda: watchers
+        assert bridge.tick_period() == pytest.approx(period)
+        unbudgeted = Bridge(asyncio.get_running_loop(), max_rate_hz=10.0)
+        unbudgeted.watchers = lambda: 5000
+        assert unbudgeted.tick_period() == pytest.approx(0.1)  # no budget: the rate holds
+        slow = Bridge(asyncio.get_running_loop(), max_rate_hz=0.5, update_budget=1000.0)
+        slow.watchers = lambda: 5000
+        assert slow.tick_period() == pytest.approx(2.0)  # never faster than --max-rate says
+
+    run(main)
