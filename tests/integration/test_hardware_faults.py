@@ -3,6 +3,7 @@ and the RunEngine IOC itself are killed. The IOC keeps serving and no document i
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 
@@ -95,7 +96,13 @@ def test_beam_dump_suspends_and_resumes_the_scan(make_ioc, beamline):
     assert pending.wait(60) == 0
     assert ioc.ca.get("ExitStatus") == "success", ioc.ca.get_text("Status")
     states = monitor.finish()
-    assert seq_nums(ioc.runs()[-1]) == list(range(1, num + 1))  # none lost, none twice
+    saved = seq_nums(ioc.runs()[-1])
+    # none lost; a reading the beam dump caught between its event and the next checkpoint is
+    # taken again after the resume, with the same seq_num (bluesky rewinds to the checkpoint;
+    # run_table keeps the later one): at most that one, right after itself
+    assert sorted(set(saved)) == list(range(1, num + 1)), saved
+    repeats = [a for a, b in itertools.pairwise(saved) if a == b]
+    assert len(saved) - num == len(repeats) <= 1, saved
     name, stop = documents(ioc.runs()[-1])[-1]
     assert name == "stop" and stop["exit_status"] == "success"
     seen = [line.split()[1] for line in states.splitlines() if len(line.split()) > 1]
