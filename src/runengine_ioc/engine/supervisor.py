@@ -19,13 +19,13 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from .catalog import RegistryDescription, RegistryView, ServedProfile
+from .cut_plans import CutRunCloser, events_for_a_cut_plan
 from .events import (
     Coalesced,
-    ExitStatus,
     Listener,
     PlanAccepted,
     PlanFinished,
@@ -57,10 +57,6 @@ TICKETS_PER_GENERATION = 10**9
 RECYCLE_POLL = 0.2
 #: Pause between attempts to start a worker that failed to start after a restart.
 RETRY_PAUSE = 5.0
-
-#: Told of a run a dead worker left open (the run, the reason); closes its file and returns
-#: the run's exit status as the file now says it (None: no file).
-CutRunCloser = Callable[[RunOpened, str], "str | None"]
 
 
 def _was_ready(process: WorkerProcess) -> bool:
@@ -322,30 +318,8 @@ class Supervisor:
         self.restarts += 1
         plan, run, state = self._plan, self._run, self._state
         self._plan, self._run, self._state = None, None, "idle"
-        status = ExitStatus.FAIL
-        if run is not None:
-            if self._close_cut_run is not None:
-                try:  # ExitStatus agrees with the stop document, even one the worker wrote
-                    found = self._close_cut_run(run, reason)
-                    if found in {s.value for s in ExitStatus}:
-                        status = ExitStatus(found)
-                except Exception:
-                    log.exception("closing the run %s cut by the worker's end failed", run.uid)
-            self._listener(RunClosed(run.uid, status.value, reason, 0))
-        if plan is not None:
-            runs = (run.uid,) if run is not None else ()
-            self._listener(
-                PlanFinished(
-                    plan.ticket,
-                    plan.plan_name,
-                    status,
-                    f"interrupted: {reason}",
-                    runs,
-                    interrupted=True,
-                )
-            )
-        if state != "idle":
-            self._listener(StateChanged("idle", state))
+        for event in events_for_a_cut_plan(plan, run, state, reason, self._close_cut_run):
+            self._listener(event)
         self._listener(WorkerRestarted(self.restarts, reason))
         self._on_loop(self._restart())
 
