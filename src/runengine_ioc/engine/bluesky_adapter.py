@@ -10,7 +10,7 @@ import concurrent.futures
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
@@ -101,6 +101,14 @@ def plan_depth(re: RunEngine) -> int:
     """How many plans bluesky has stacked (a resume stacks its replay of the messages since
     the last checkpoint on top of the paused plan, and takes it off once replayed)."""
     return len(re._plan_stack)
+
+
+def set_call_metadata(re: RunEngine, metadata: Mapping[str, Any]) -> None:
+    """Make ``metadata`` what the current ``RunEngine.__call__`` adds to each start document
+    (bluesky's ``_metadata_per_call``): a plan that follows another within one call gets its
+    own, not the first plan's."""
+    re._metadata_per_call.clear()
+    re._metadata_per_call.update(metadata)
 
 
 def finish_interrupted(re: RunEngine) -> Any:

@@ -62,3 +62,35 @@ class FollowOn:
         return (
             self.after == ended.ticket and status == ExitStatus.SUCCESS and ended.interrupt is None
         )
+
+
+class FollowOnChain:
+    """Plans handed over to follow the plan in progress, each after the one before it.
+
+    Not thread-safe on its own: the worker holds its lock around every use.
+    """
+
+    def __init__(self) -> None:
+        self._chain: list[FollowOn] = []
+
+    def hand_over(self, after: int, job: Job, current: Job | None) -> bool:
+        """Line ``job`` up after plan ``after``, which must be the last plan handed over (or,
+        with none, the plan in progress ``current``); False (nothing kept) otherwise."""
+        last = self._chain[-1].job if self._chain else current
+        if last is None or last.ticket != after:
+            return False
+        self._chain.append(FollowOn(after, job))
+        return True
+
+    def withdraw(self) -> list[int]:
+        """Take back every plan not yet started; their tickets."""
+        withdrawn, self._chain = self._chain, []
+        return [follow_on.job.ticket for follow_on in withdrawn]
+
+    def next_after(self, ended: Job, status: ExitStatus) -> Job | None:
+        """The plan that starts now that ``ended`` ended with ``status``, off the chain; None
+        if none does (and then none after it will: the rest is dropped)."""
+        if self._chain and self._chain[0].starts_after(ended, status):
+            return self._chain.pop(0).job
+        self._chain = []
+        return None

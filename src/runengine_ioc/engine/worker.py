@@ -44,7 +44,8 @@ from .events import (
     StatusMessage,
     WorkerTainted,
 )
-from .jobs import FollowOn, Job
+from .follow_ons import FollowOns
+from .jobs import FollowOnChain, Job
 from .metadata import validate_metadata
 from .registry import Registry
 from .runs import RunTracker, plan_outcome
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 INTERRUPT_TIMEOUT = 5.0
 
 
-class RunEngineWorker:
+class RunEngineWorker(FollowOns):
     """Runs validated plans on one RunEngine, on one thread, one at a time.
 
     Parameters
@@ -96,7 +97,7 @@ class RunEngineWorker:
         self._halt_timeout = halt_timeout
         self._lock = threading.Lock()
         self._job: Job | None = None
-        self._follow_ons: list[FollowOn] = []  # plans handed over, each after the one before
+        self._follow_ons = FollowOnChain()
         self._tickets = itertools.count(first_ticket)
         self._generations = itertools.count(1)
         self._options: dict[str, Any] = {"context_managers": [], "call_returns_result": True}
@@ -152,39 +153,6 @@ class RunEngineWorker:
         self._listener(PlanAccepted(job.ticket, plan.name))
         engine.commands.put(lambda: self._execute(engine, job))
         return job.ticket
-
-    def submit_after(
-        self,
-        ticket: int,
-        plan_name: str,
-        arguments: Mapping[str, Any],
-        metadata: Mapping[str, Any],
-    ) -> int | None:
-        """Validate a plan to start the moment plan ``ticket`` ends in success; its ticket.
-
-        It starts on the worker's thread right at the other's end, with no round trip to the
-        caller (the queue hands its next items over this way). ``ticket`` is the plan in
-        progress or the last plan handed over, so several can be lined up. None follows a
-        plan that fails, or is stopped, aborted or halted, nor any after it; nor a plan
-        withdrawn by :meth:`cancel_follow_ons`. :class:`PlanFinished` ``followed_by`` says
-        which started. None (nothing kept) if plan ``ticket`` has already ended. Raises
-        ArgumentError or Refused as :meth:`submit` does.
-        """
-        plan = self._registry.validate(plan_name, arguments)
-        md = validate_metadata(metadata, self._registry.metadata_keys, client=False)
-        with self._lock:
-            last = self._follow_ons[-1].job if self._follow_ons else self._job
-            if last is None or last.ticket != ticket:
-                return None
-            follow_on = Job(next(self._tickets), plan, md)
-            self._follow_ons.append(FollowOn(ticket, follow_on))
-        return follow_on.ticket
-
-    def cancel_follow_ons(self) -> list[int]:
-        """Withdraw every plan handed over that has not started; their tickets."""
-        with self._lock:
-            withdrawn, self._follow_ons = self._follow_ons, []
-        return [follow_on.job.ticket for follow_on in withdrawn]
 
     def request_pause(self, defer: bool = False) -> None:
         """Pause now (rewinding to the last checkpoint) or at the next checkpoint."""
@@ -419,7 +387,7 @@ class RunEngineWorker:
         tripped = tripped_suspenders(self._engine.re)
         if tripped:
             self._suspensions.before_start(tripped, job.plan.name)
-        self._drive(engine, job, lambda: engine.re(job.plan.make_generator(), **job.metadata))
+        self._drive(engine, job, lambda: engine.re(self._one_call(engine, job), **job.metadata))
 
     def _resume_call(self, engine: Engine, job: Job) -> Any:
         re = engine.re
@@ -447,6 +415,9 @@ class RunEngineWorker:
             pass
         except Exception as exc:
             error = exc
+        with self._lock:  # a plan that followed within the call is the one it ended with
+            if self._job is not None and self._job.ticket > job.ticket:
+                job = self._job
         while not engine.abandoned:
             with self._lock:
                 state = str(engine.re.state)
@@ -482,9 +453,10 @@ class RunEngineWorker:
         with self._lock:
             if job is not self._job or (engine is not None and engine.abandoned):
                 return
-            handed, self._follow_ons = self._follow_ons, []
-            if handed and engine is not None and handed[0].starts_after(job, status):
-                follow_on, self._follow_ons = handed[0].job, handed[1:]
+            if engine is not None:
+                follow_on = self._follow_ons.next_after(job, status)
+            else:
+                self._follow_ons.withdraw()  # a given-up RunEngine: nothing follows
             self._job = follow_on
             job.finished.set()
         next_ticket = follow_on.ticket if follow_on is not None else None

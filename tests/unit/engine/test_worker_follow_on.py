@@ -123,3 +123,21 @@ def test_handing_over_after_the_end_or_with_bad_arguments_is_refused(
     finished = events.wait_finished(running)
     assert isinstance(finished, PlanFinished) and finished.followed_by == follow_on
     events.wait_finished(follow_on)
+
+
+def test_a_plan_following_within_one_call_has_its_own_metadata_and_no_idle_between(
+    worker, events: EventLog, docs: DocLog
+) -> None:
+    first = worker.submit("slow_count", QUICK, {"purpose": "first", "only_first": 1})
+    second = worker.submit_after(first, "count", ONE, {"purpose": "second"})
+    third = worker.submit_after(second, "count", ONE, {})
+    assert events.wait_finished(first).followed_by == second
+    assert events.wait_finished(second).followed_by == third
+    events.wait_finished(third)
+    starts = docs.of("start")
+    assert [s.get("purpose") for s in starts] == ["first", "second", None]
+    assert all("only_first" not in s for s in starts[1:])  # not the first plan's metadata
+    assert [s["plan_name"] for s in starts] == ["slow_count", "count", "count"]
+    # the RunEngine ran on from one plan into the next: idle only at the very end
+    states = events.states()
+    assert states.count("idle") == 1 and states[-1] == "idle", states
