@@ -239,11 +239,10 @@ class Bridge:
     def tick_period(self) -> float:
         """Seconds until per-point values are published again: ``1 / max_rate_hz``, longer
         while many clients watch (``update_budget``), never beyond :data:`SLOWEST_PERIOD`."""
-        period = self._period
-        if self.watchers is not None and self._update_budget > 0:
-            wanted = self.watchers() / self._update_budget
-            period = max(period, min(wanted, max(SLOWEST_PERIOD, period)))
-        return period
+        if self.watchers is None or self._update_budget <= 0:
+            return self._period
+        wanted = self.watchers() / self._update_budget
+        return min(max(self._period, wanted), max(self._period, SLOWEST_PERIOD))
 
     async def _tick_forever(self, publisher: Publisher) -> None:
         while True:

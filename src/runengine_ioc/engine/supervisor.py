@@ -293,7 +293,9 @@ class Supervisor:
             # a plan handed over to follow it is in progress from this moment (no gap in
             # which the worker would look idle; its PlanAccepted comes next)
             self._plan = None
-            if event.followed_by is not None:
+            if event.followed_by is None:  # any plans handed over after it are dropped
+                self._follow_on_names.clear()
+            else:
                 name = self._follow_on_names.pop(event.followed_by, "")
                 self._plan = PlanAccepted(event.followed_by, name)
         self._listener(event)
@@ -318,6 +320,7 @@ class Supervisor:
         self.restarts += 1
         plan, run, state = self._plan, self._run, self._state
         self._plan, self._run, self._state = None, None, "idle"
+        self._follow_on_names.clear()  # the new worker has none of them
         for event in events_for_a_cut_plan(plan, run, state, reason, self._close_cut_run):
             self._listener(event)
         self._listener(WorkerRestarted(self.restarts, reason))

@@ -36,28 +36,13 @@ T = TypeVar("T")
 DEFAULT_HISTORY_SIZE = 50
 
 
-def runs_of_items(data_dir: str | Path) -> dict[str, list[tuple[str, int]]]:
-    """The interrupted runs (no stop document) in ``data_dir``, by the queue item they ran.
+def runs_by_item(data_dir: str | Path) -> dict[str, list[tuple[str, int, float]]]:
+    """Every run in ``data_dir`` (ended or not) by the queue item its start document names,
+    oldest first, as (run uid, scan id, start time).
 
     A run's start document names its item (``queue_item_uid``): when the IOC was killed before
     it could note the run in the store, the file still says which item opened it.
     """
-    found: dict[str, list[tuple[str, int]]] = {}
-    for run in find_interrupted_runs(data_dir):
-        try:
-            with open(run.path, "rb") as file:
-                start = json.loads(file.readline()).get("doc", {})
-        except (OSError, ValueError, AttributeError):
-            continue
-        item_uid = start.get("queue_item_uid")
-        if isinstance(item_uid, str):
-            found.setdefault(item_uid, []).append((run.uid, run.scan_id))
-    return found
-
-
-def runs_by_item(data_dir: str | Path) -> dict[str, list[tuple[str, int, float]]]:
-    """Every run in ``data_dir`` (ended or not) by the queue item its start document names,
-    oldest first, as (run uid, scan id, start time)."""
     found: dict[str, list[tuple[str, int, float]]] = {}
     for path in sorted(Path(data_dir).glob("*.jsonl")):
         try:
@@ -72,15 +57,31 @@ def runs_by_item(data_dir: str | Path) -> dict[str, list[tuple[str, int, float]]
     return found
 
 
+def runs_of_items(
+    data_dir: str | Path, runs: Mapping[str, list[tuple[str, int, float]]] | None = None
+) -> dict[str, list[tuple[str, int]]]:
+    """The interrupted runs (no stop document) in ``data_dir``, by the queue item they ran
+    (out of ``runs``, :func:`runs_by_item`, when it has been read already)."""
+    runs = runs_by_item(data_dir) if runs is None else runs
+    interrupted = {run.uid for run in find_interrupted_runs(data_dir)}
+    found: dict[str, list[tuple[str, int]]] = {}
+    for item_uid, item_runs in runs.items():
+        cut = [(uid, scan_id) for uid, scan_id, _ in item_runs if uid in interrupted]
+        if cut:
+            found[item_uid] = cut
+    return found
+
+
 def open_queue(data_dir: str | Path, *, durable: bool = False) -> tuple[PlanQueue, str]:
     """The queue kept in ``data_dir`` (created if new), after marking the items a crash left
     running ``interrupted``; and a line for the start-up Status ("" if nothing to say)."""
     queue = PlanQueue(QueueStore(Path(data_dir) / QUEUE_DB, durable=durable))
-    recovered = queue.recover(runs_of_items(data_dir) if queue.store.running() else None)
+    running = bool(queue.store.running())
+    runs = runs_by_item(data_dir) if running or queue.items else {}  # the files read once
+    recovered = queue.recover(runs_of_items(data_dir, runs) if running else None)
     if queue.items:
         # an item handed to the worker ahead of its turn may have started before the IOC
         # noted it: a run naming it (opened after it was added) says so
-        runs = runs_by_item(data_dir)
         for item in list(queue.items):
             started = [(uid, scan) for uid, scan, t in runs.get(item.uid, ()) if t >= item.added]
             if started:
