@@ -81,6 +81,10 @@ def loopback_env(port: int, repeater_port: int) -> dict[str, str]:
     return env
 
 
+#: Start-ups tried, each on a new free port, when the port was taken before the IOC bound it.
+PORT_ATTEMPTS = 3
+
+
 @pytest.fixture
 def make_ioc(tmp_path: Path, repeater_port: int) -> Iterator:
     """Factory: start an IOC with extra CLI flags; all are stopped (by PID) at teardown."""
@@ -96,27 +100,35 @@ def make_ioc(tmp_path: Path, repeater_port: int) -> Iterator:
     ) -> IOCProcess:
         """``hardware``: a softIoc the IOC (and its CaTools) reach too, on its own port."""
         prefix = prefix or f"T{uuid.uuid4().hex[:8]}:"
-        port = _free_port()
         data = data_dir or tmp_path / f"data-{len(started)}"
         args = ["--prefix", prefix, "--data-dir", str(data), *extra]
         if profile:
             args += ["--profile", profile]
-        ioc_env = loopback_env(port, repeater_port)
-        if hardware is not None:
-            ioc_env = hardware_env(ioc_env, port, hardware.port)
-            ioc_env["RUNENGINE_BEAMLINE_PREFIX"] = hardware.prefix
-        ioc_env.update(env or {})
-        ioc = IOCProcess(
-            prefix,
-            port,
-            ioc_env,
-            data,
-            tmp_path / f"ioc-{len(started)}.log",
-            args,
-        )
-        started.append(ioc)
-        ioc.start()
-        return ioc
+        for attempt in range(PORT_ATTEMPTS):
+            port = _free_port()
+            ioc_env = loopback_env(port, repeater_port)
+            if hardware is not None:
+                ioc_env = hardware_env(ioc_env, port, hardware.port)
+                ioc_env["RUNENGINE_BEAMLINE_PREFIX"] = hardware.prefix
+            ioc_env.update(env or {})
+            ioc = IOCProcess(
+                prefix,
+                port,
+                ioc_env,
+                data,
+                tmp_path / f"ioc-{len(started)}.log",
+                args,
+            )
+            started.append(ioc)
+            try:
+                ioc.start()
+                return ioc
+            except RuntimeError as exc:
+                # the free port was taken between our look and the IOC's bind (another
+                # test's client): only that is tried again, on another port
+                if "Address already in use" not in str(exc) or attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     yield make
     for ioc in started:
