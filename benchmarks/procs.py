@@ -129,6 +129,8 @@ class IOC:
         self.startup_s: float | None = None
         #: experiment only: run the IOC with this sys.setswitchinterval (None: Python's 5 ms)
         self.switch_interval: float | None = None
+        #: further command-line options for the IOC (an experiment's settings)
+        self.extra_args: list[str] = []
 
     def start(self, timeout: float = 60.0) -> float:
         """Start it; returns the seconds until the first PV (State) answered a caget."""
@@ -149,6 +151,7 @@ class IOC:
                 self.prefix,
                 "--data-dir",
                 str(self.data_dir),
+                *self.extra_args,
             ],
             env=self.env,
             stdout=log,

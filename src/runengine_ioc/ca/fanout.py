@@ -46,6 +46,8 @@ from caproto.asyncio.utils import _create_udp_socket, _UdpTransportWrapper
 from caproto.server.common import Subscription, SubscriptionSpec
 from caproto.server.common import host_endian as HOST_ENDIAN
 
+from .monitor_wire import Buffer, MonitorBytes
+
 log = logging.getLogger(__name__)
 
 #: How many updates of one subscription may wait for a slow client; a further update replaces
@@ -110,7 +112,8 @@ class FanoutCircuit(CaprotoCircuit):
     # -- posting (never awaits) -------------------------------------------------------------
 
     def post_monitor(self, sub_spec: SubscriptionSpec, sub: Subscription, command: Any) -> None:
-        """Queue a monitor update; past the bound, it replaces the newest one waiting."""
+        """Queue a monitor update (a :class:`.MonitorBytes`, or a caproto command when it could
+        not be serialised ahead); past the bound, it replaces the newest one waiting."""
         if not (self.connected and self._sending):
             return
         waiting = self.stats.pending.setdefault(sub.subscriptionid, [])
@@ -162,16 +165,15 @@ class FanoutCircuit(CaprotoCircuit):
                 entries = list(self._outbox)
                 self._outbox.clear()
                 self.stats.pending.clear()
-                commands = self._commands(entries)
                 try:
-                    if commands:
-                        buffers = self.circuit.send(*commands)
+                    buffers, messages = self._buffers(entries)
+                    if buffers:
                         await asyncio.wait_for(
                             self._send_buffers(*buffers), self.context.send_timeout
                         )
                         self.stats.batches += 1
                         self._last_send = loop.time()
-                        self.stats.sent += len(commands)
+                        self.stats.sent += messages
                 except TimeoutError:
                     self._give_up(
                         entries, f"it has read nothing for {self.context.send_timeout:g} s"
@@ -212,25 +214,34 @@ class FanoutCircuit(CaprotoCircuit):
         if remaining > 0:
             await asyncio.sleep(remaining)
 
-    def _commands(self, entries: Iterable[_Entry]) -> list[Any]:
-        """The commands to send, without monitors of subscriptions cancelled meanwhile.
+    def _buffers(self, entries: Iterable[_Entry]) -> tuple[list[Buffer], int]:
+        """The bytes to send and how many messages they hold, in the entries' order.
 
-        As caproto does, so that no update follows its EventCancelResponse; while the client
-        has turned events off, a dropped monitor is re-sent when it turns them on.
+        Monitors of subscriptions cancelled meanwhile are left out, as caproto does, so that
+        no update follows its EventCancelResponse; while the client has turned events off, a
+        dropped monitor is re-sent when it turns them on. Replies go through caproto's
+        protocol state machine; monitors come serialised (:mod:`.monitor_wire`).
         """
         live = {sub.subscriptionid for subs in self.subscriptions.values() for sub in subs}
-        commands: list[Any] = []
+        buffers: list[Buffer] = []
+        messages = 0
         for entry in entries:
             if entry.subscriptionid is None:
-                commands.extend(entry.commands)
+                buffers.extend(self.circuit.send(*entry.commands))
+                messages += len(entry.commands)
             elif not self.events_on.is_set():
                 if entry.sub_spec is not None and entry.sub is not None:
                     resend = self.subscriptions_to_resend.setdefault(entry.sub_spec, [])
                     if entry.sub not in resend:
                         resend.append(entry.sub)
             elif entry.subscriptionid in live:
-                commands.extend(entry.commands)
-        return commands
+                (message,) = entry.commands
+                if isinstance(message, MonitorBytes):
+                    buffers.extend(message.for_subscription(entry.subscriptionid))
+                else:
+                    buffers.extend(self.circuit.send(message))
+                messages += 1
+        return buffers, messages
 
     def _give_up(self, entries: list[_Entry], why: str, level: int = logging.WARNING) -> None:
         """Drop a client that cannot be sent to; caproto's reader then cleans it up."""
@@ -325,16 +336,28 @@ class FanoutContext(CaprotoContext):
         """Post one update to every matching subscription (or to ``sub``, a new one)."""
         if sub is not None:
             (sub_spec,) = sub_specs
-            self._post(sub_spec, sub, metadata, values, flags)
+            self._post(sub_spec, sub, metadata, values, flags, {})
             return
         for sub_spec in sub_specs:
+            serialised: dict[tuple[Any, int], MonitorBytes | None] = {}  # per type and count
             for each in tuple(self.subscriptions[sub_spec]):
-                self._post(sub_spec, each, metadata, values, flags)
+                self._post(sub_spec, each, metadata, values, flags, serialised)
 
     def _post(
-        self, sub_spec: SubscriptionSpec, sub: Subscription, metadata: Any, values: Any, flags: int
+        self,
+        sub_spec: SubscriptionSpec,
+        sub: Subscription,
+        metadata: Any,
+        values: Any,
+        flags: int,
+        serialised: dict[tuple[Any, int], MonitorBytes | None],
     ) -> None:
-        """caproto's ``_subscription_queue_send`` up to its queue, then the circuit's outbox."""
+        """caproto's ``_subscription_queue_send`` up to its queue, then the circuit's outbox.
+
+        The update is serialised once per data type and count (``serialised`` keeps it for
+        the other subscribers of ``sub_spec``), except under a ``sync`` filter, which compares
+        whole commands.
+        """
         circuit: FanoutCircuit = sub.circuit
         if not circuit.events_on.is_set():
             to_resend = circuit.subscriptions_to_resend.setdefault(sub_spec, [])
@@ -345,14 +368,6 @@ class FanoutContext(CaprotoContext):
         data_count = sub.data_count or len(values)
         if data_count != len(values):
             values = values[:data_count]
-        command = sub.channel.subscribe(
-            data=values,
-            metadata=metadata,
-            data_type=sub.data_type,
-            data_count=data_count,
-            subscriptionid=sub.subscriptionid,
-            status=1,
-        )
         if sub.channel_filter.dbnd is not None:
             tracked = apply_deadband_filter(
                 previous_value=self.last_dead_band.get(sub),
@@ -365,6 +380,22 @@ class FanoutContext(CaprotoContext):
                 return
             self.last_dead_band[sub] = tracked
         sync = sub.channel_filter.sync
+        if sync is None:
+            key = (sub.data_type, data_count)
+            if key not in serialised:
+                serialised[key] = MonitorBytes.build(values, metadata, sub.data_type, data_count)
+            message = serialised[key]
+            if message is not None:
+                circuit.post_monitor(sub_spec, sub, message)
+                return
+        command = sub.channel.subscribe(
+            data=values,
+            metadata=metadata,
+            data_type=sub.data_type,
+            data_count=data_count,
+            subscriptionid=sub.subscriptionid,
+            status=1,
+        )
         if sync is not None:
             last = self.last_sync_edge_update[sub][sync.s].get(sync.m)
             if last and last == command:
