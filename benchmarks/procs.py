@@ -198,6 +198,64 @@ class IOC:
         return sorted(self.data_dir.glob("scan*.jsonl"))
 
 
+class IdleSoftIoc:
+    """EPICS base's softIoc serving records named like the IOC's status PVs that never change.
+
+    The fan-out benchmark's control: the same camonitor clients, connected to this instead
+    of the IOC, cost the machine what the clients cost by merely running (an idle camonitor
+    of this EPICS build wakes its timer queue thread about 70 times a second), so that what
+    the IOC's monitors add can be told apart from it.
+    """
+
+    def __init__(self, procs: Processes, repeater_port: int, workdir: Path) -> None:
+        self.procs = procs
+        self.port = free_port()
+        self.prefix = f"IDLE{os.getpid()}:"
+        self.env = loopback_env(self.port, repeater_port)
+        self.db = workdir / "idle-status.db"
+        self.proc: subprocess.Popen[Any] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        records = "".join(
+            f'record(stringin, "{self.pv(name)}") {{ field(VAL, "idle") }}\n' for name in STATUS_PVS
+        )
+        self.db.write_text(records)
+        env = dict(
+            self.env, EPICS_CAS_SERVER_PORT=str(self.port), EPICS_CAS_INTF_ADDR_LIST="127.0.0.1"
+        )
+        self.proc = self.procs.popen(
+            [str(EPICS_BIN / "softIoc"), "-S", "-d", str(self.db)], env=env
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code, _ = ca("caget", self.env, "-t", "-w", "0.2", self.pv(STATUS_PVS[0]))
+            if code == 0:
+                return
+        raise TimeoutError(f"softIoc did not answer within {timeout} s")
+
+    def pv(self, suffix: str) -> str:
+        return self.prefix + suffix
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds run so far by every thread of these processes (ns-exact, from schedstat;
+    psutil's ticks of 10 ms per process are too coarse for 100 clients' small shares)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+    return total / 1e9
+
+
+def steal_seconds() -> float:
+    """CPU seconds this virtual machine's CPUs have waited for the host (``steal``)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def run_times(path: Path) -> tuple[float, float, int]:
     """(start doc time, stop doc time, events) of a saved run (the first and last lines)."""
     with open(path, "rb") as file:

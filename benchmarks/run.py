@@ -35,11 +35,14 @@ from .procs import (
     EPICS_BIN,
     IOC,
     STATUS_PVS,
+    IdleSoftIoc,
     Processes,
+    cpu_seconds,
     free_port,
     latest_run,
     rss_and_threads,
     run_times,
+    steal_seconds,
 )
 from .report import report, summarize_profile, versions
 
@@ -58,11 +61,14 @@ class Config:
     qs_points: tuple[int, ...] = (100, 1000)
     fanout: tuple[int, ...] = (0, 10, 50, 100)
     fanout_points: int = 1000
+    #: also run each client count against an idle softIoc (what the clients cost by running)
+    fanout_idle: bool = True
     plans: int = 1000
     settle: float = 0.3
     queueserver: bool = True
     quick: bool = False
     switch_interval: float | None = None
+    update_budget: int | None = None
     sections: tuple[str, ...] = SECTIONS
     out: Path = field(default_factory=lambda: HERE / "results")
 
@@ -240,14 +246,14 @@ def bench_points(cfg: Config, ioc: IOC, driver: JsonProc, baseline: Any, qs: Any
 # belongs here as bench_scan(), built like bench_points() with the beamline profile.
 
 
-def _camonitor(procs: Processes, ioc: IOC, path: Path) -> tuple[Any, Any]:
+def _camonitor(procs: Processes, target: IOC | IdleSoftIoc, path: Path) -> tuple[Any, Any]:
     out = open(path, "wb")  # noqa: SIM115 - closed by the caller
     proc = procs.popen(
         # -w 30: no "*** Not connected" line when many clients start at once and the IOC
         # answers a search after camonitor's default 1 s
         [str(EPICS_BIN / "camonitor"), "-w", "30", "-S", "-t", "n"]
-        + [ioc.pv(s) for s in STATUS_PVS],
-        env=ioc.env,
+        + [target.pv(s) for s in STATUS_PVS],
+        env=target.env,
         stdout=out,
         stderr=subprocess.STDOUT,
     )
@@ -281,23 +287,39 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
         return float("nan"), float("nan")
 
 
+def fanout_arms(cfg: Config) -> list[str]:
+    """The fan-out section's arms: N clients on the IOC, then N on an idle softIoc (control)."""
+    arms = [str(n) for n in cfg.fanout]
+    if cfg.fanout_idle:
+        arms += [f"{n} idle" for n in cfg.fanout if n]
+    return arms
+
+
 def bench_fanout(
-    cfg: Config, procs: Processes, work: Path, ioc: IOC, driver: JsonProc
+    cfg: Config,
+    procs: Processes,
+    work: Path,
+    ioc: IOC,
+    idle: IdleSoftIoc | None,
+    driver: JsonProc,
 ) -> dict[str, Any]:
-    raw: dict[str, Any] = {str(k): collections.defaultdict(list) for k in cfg.fanout}
+    arms = fanout_arms(cfg)
+    raw: dict[str, Any] = {arm: collections.defaultdict(list) for arm in arms}
     driver.call(op="configure", plan=COUNT, args=count_args(cfg.fanout_points))
     for rep in range(cfg.repeats):
-        for clients in alternate(list(cfg.fanout), rep):
-            r = raw[str(clients)]
+        for arm in alternate(arms, rep):
+            r = raw[arm]
+            clients = int(arm.split()[0])
+            target: IOC | IdleSoftIoc = ioc if idle is None or "idle" not in arm else idle
             monitors = []
             for i in range(clients):
                 path = work / f"camonitor-{rep}-{clients}-{i}.txt"
-                proc, out = _camonitor(procs, ioc, path)
+                proc, out = _camonitor(procs, target, path)
                 monitors.append((proc, out, path))
             poll(
-                lambda monitors=monitors, clients=clients: (
+                lambda monitors=monitors, clients=clients, target=target: (
                     sum(  # type: ignore[misc]
-                        len({pv for pv, _ in _monitor_lines(p, ioc.prefix)}) == len(STATUS_PVS)
+                        len({pv for pv, _ in _monitor_lines(p, target.prefix)}) == len(STATUS_PVS)
                         for _, _, p in monitors
                     )
                     == clients
@@ -306,13 +328,18 @@ def bench_fanout(
                 interval=0.1,
             )
             time.sleep(0.5)
+            client_pids = [proc.pid for proc, _, _ in monitors]
             before = {p.name for p in ioc.runs()}
             t_before = time.time()
-            cpu0 = _cpu_seconds(ioc.pid)
+            cpu0, steal0 = _cpu_seconds(ioc.pid), steal_seconds()
+            clients0 = cpu_seconds(client_pids)
             wall = driver.call(op="run")["wall"]
-            cpu1 = _cpu_seconds(ioc.pid)
+            cpu1, steal1 = _cpu_seconds(ioc.pid), steal_seconds()
+            clients1 = cpu_seconds(client_pids)
             r["ioc_cpu"].append(cpu1[0] - cpu0[0])
             r["worker_cpu"].append(cpu1[1] - cpu0[1])
+            r["clients_cpu"].append(clients1 - clients0)
+            r["steal"].append(steal1 - steal0)
             start, stop, events = run_times(latest_run(ioc.data_dir, before))
             assert events == cfg.fanout_points
             r["doc"].append(stop - start)
@@ -324,13 +351,15 @@ def bench_fanout(
             for proc, out, path in monitors:
                 Processes.end(proc)
                 out.close()
-                lines = _monitor_lines(path, ioc.prefix)
+                lines = _monitor_lines(path, target.prefix)
                 updates.append(len(lines) - len(STATUS_PVS))
                 states = [v for pv, v in lines if pv == "State"][1:]
                 complete += states == reference
                 if states != reference:
                     mismatches["→".join(states) or "(none)"] += 1
                 path.unlink()
+            if target is not ioc:
+                continue  # the control's clients watch nothing that changes
             r["updates_per_client"].append(
                 stats.summarize(updates).median if updates else None  # type: ignore[union-attr]
             )
@@ -375,6 +404,11 @@ def run(cfg: Config) -> dict[str, Any]:
                 if cfg.switch_interval is not None
                 else ""
             )
+            + (
+                f", IOC --update-budget {cfg.update_budget}"
+                if cfg.update_budget is not None
+                else ""
+            )
             + (f", only {','.join(cfg.sections)}" if cfg.sections != SECTIONS else ""),
             "repeats": cfg.repeats,
             "versions": versions(),
@@ -400,6 +434,8 @@ def run(cfg: Config) -> dict[str, Any]:
                 results["startup"] = bench_startup(cfg, procs, work, repeater)
             ioc = IOC(procs, repeater, work, "main")
             ioc.switch_interval = cfg.switch_interval
+            if cfg.update_budget is not None:
+                ioc.extra_args = ["--update-budget", str(cfg.update_budget)]
             ioc.start()
             qs = None
             if cfg.queueserver and only & {"latency", "points"}:
@@ -421,7 +457,11 @@ def run(cfg: Config) -> dict[str, Any]:
                 results["points"] = bench_points(cfg, ioc, driver, baseline, qs)
             if "fanout" in only:
                 log("fan-out")
-                results["fanout"] = bench_fanout(cfg, procs, work, ioc, driver)
+                idle = None
+                if cfg.fanout_idle:
+                    idle = IdleSoftIoc(procs, repeater, work)
+                    idle.start()
+                results["fanout"] = bench_fanout(cfg, procs, work, ioc, idle, driver)
             if "footprint" in only:
                 log("footprint after plans")
                 results["plans"] = bench_plans(cfg, ioc, driver)
@@ -508,6 +548,16 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated monitoring client counts for the fan-out section "
         f"(default: {','.join(map(str, Config.fanout))}; 0 is always included, the baseline)",
     )
+    parser.add_argument(
+        "--no-fanout-idle",
+        action="store_true",
+        help="skip the fan-out control arms (the same clients on an idle softIoc)",
+    )
+    parser.add_argument(
+        "--update-budget",
+        type=int,
+        help="experiment: the IOC runs with this --update-budget (default: the IOC's)",
+    )
     args = parser.parse_args(argv)
     sections: tuple[str, ...] = SECTIONS
     if args.only:
@@ -518,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         sections = tuple(x for x in SECTIONS if x in wanted)
     cfg = Config(out=args.out, queueserver=not args.no_queueserver, quick=args.quick)
     cfg.switch_interval = args.ioc_switch_interval
+    cfg.fanout_idle = not args.no_fanout_idle
+    cfg.update_budget = args.update_budget
     cfg.sections = sections
     if args.quick:
         cfg.repeats = cfg.startup_repeats = 3
