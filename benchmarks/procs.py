@@ -43,6 +43,26 @@ STATUS_PVS = (
 )
 
 
+#: The fan-out control: as many of the IOC's PVs that do not change while a count() runs.
+#: N camonitors on these cost the machine what N clients cost by merely running (an idle
+#: camonitor of this EPICS build wakes its timer queue thread about 70 times a second) and
+#: the IOC what serving idle connections costs; only the status updates are missing.
+QUIET_PVS = (
+    "PlanName",
+    "PlanArgs",
+    "Metadata",
+    "PlanList",
+    "DeviceList",
+    "PlanDoc",
+    "Pause",
+    "Resume",
+    "Stop",
+    "Abort",
+    "Halt",
+    "Profile",
+)
+
+
 def loopback_env(port: int, repeater_port: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -196,45 +216,6 @@ class IOC:
 
     def runs(self) -> list[Path]:
         return sorted(self.data_dir.glob("scan*.jsonl"))
-
-
-class IdleSoftIoc:
-    """EPICS base's softIoc serving records named like the IOC's status PVs that never change.
-
-    The fan-out benchmark's control: the same camonitor clients, connected to this instead
-    of the IOC, cost the machine what the clients cost by merely running (an idle camonitor
-    of this EPICS build wakes its timer queue thread about 70 times a second), so that what
-    the IOC's monitors add can be told apart from it.
-    """
-
-    def __init__(self, procs: Processes, repeater_port: int, workdir: Path) -> None:
-        self.procs = procs
-        self.port = free_port()
-        self.prefix = f"IDLE{os.getpid()}:"
-        self.env = loopback_env(self.port, repeater_port)
-        self.db = workdir / "idle-status.db"
-        self.proc: subprocess.Popen[Any] | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        records = "".join(
-            f'record(stringin, "{self.pv(name)}") {{ field(VAL, "idle") }}\n' for name in STATUS_PVS
-        )
-        self.db.write_text(records)
-        env = dict(
-            self.env, EPICS_CAS_SERVER_PORT=str(self.port), EPICS_CAS_INTF_ADDR_LIST="127.0.0.1"
-        )
-        self.proc = self.procs.popen(
-            [str(EPICS_BIN / "softIoc"), "-S", "-d", str(self.db)], env=env
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code, _ = ca("caget", self.env, "-t", "-w", "0.2", self.pv(STATUS_PVS[0]))
-            if code == 0:
-                return
-        raise TimeoutError(f"softIoc did not answer within {timeout} s")
-
-    def pv(self, suffix: str) -> str:
-        return self.prefix + suffix
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -208,22 +208,22 @@ def report(results: dict[str, Any]) -> str:
 
 
 def fanout_table(f: dict[str, Any], points: int) -> str:
-    """Section 3: one row per arm; an idle arm's clients watch a softIoc whose PVs never change."""
+    """Section 3: one row per arm; a quiet arm's clients watch IOC PVs that do not change."""
     S, R = stats.summarize, stats.ratio_summary
     fs, fr, ok = stats.fmt_summary, stats.fmt_ratio, stats.verdict
     base = f.get("0", {}).get("doc")
     rows = []
     for arm, r in f.items():
         ratio = R(r["doc"], base) if base else None
-        idle = f.get(f"{arm} idle")
-        on_ioc = arm != "0" and "idle" not in arm
+        quiet = f.get(f"{arm} quiet")
+        on_ioc = arm != "0" and "quiet" not in arm
         refs = {tuple(x) for x in r.get("state_reference", [])}
         rows.append(
             [
                 arm,
                 fs(S(r["doc"]), "s"),
                 fr(ratio) if ratio is not None else "—",
-                fr(R(r["doc"], idle["doc"])) if on_ioc and idle else "—",
+                fr(R(r["doc"], quiet["doc"])) if on_ioc and quiet else "—",
                 fs(S(r["updates_per_client"])) if on_ioc else "—",
                 (
                     f"{sum(r['state_complete_clients'])}/{int(arm) * len(r['doc'])}"
@@ -250,7 +250,7 @@ def fanout_table(f: dict[str, Any], points: int) -> str:
                 "clients",
                 "plan duration",
                 "ratio to 0 clients",
-                "ratio to the same clients on an idle softIoc",
+                "ratio to the same clients on quiet PVs",
                 "updates per client (median)",
                 "clients that saw every State transition",
                 "State sequence (driver)",
@@ -259,9 +259,9 @@ def fanout_table(f: dict[str, Any], points: int) -> str:
             ],
             rows,
         )
-        + "\n\n`N idle`: the same N camonitor processes, connected instead to a softIoc whose"
-        " 12 records never change, while the plan runs with no client on the IOC: what the"
-        " clients cost this machine by running at all."
+        + "\n\n`N quiet`: the same N camonitor processes on 12 of the IOC's PVs that do not"
+        " change during the plan (PlanName, PlanArgs, ..., Profile): what the clients and their"
+        " connections cost by merely running. The ratio to them is what the status updates add."
     )
 
 

@@ -34,8 +34,8 @@ from . import stats
 from .procs import (
     EPICS_BIN,
     IOC,
+    QUIET_PVS,
     STATUS_PVS,
-    IdleSoftIoc,
     Processes,
     cpu_seconds,
     free_port,
@@ -61,8 +61,8 @@ class Config:
     qs_points: tuple[int, ...] = (100, 1000)
     fanout: tuple[int, ...] = (0, 10, 50, 100)
     fanout_points: int = 1000
-    #: also run each client count against an idle softIoc (what the clients cost by running)
-    fanout_idle: bool = True
+    #: also run each client count on PVs that do not change (what the clients cost by running)
+    fanout_quiet: bool = True
     plans: int = 1000
     settle: float = 0.3
     queueserver: bool = True
@@ -246,14 +246,15 @@ def bench_points(cfg: Config, ioc: IOC, driver: JsonProc, baseline: Any, qs: Any
 # belongs here as bench_scan(), built like bench_points() with the beamline profile.
 
 
-def _camonitor(procs: Processes, target: IOC | IdleSoftIoc, path: Path) -> tuple[Any, Any]:
+def _camonitor(
+    procs: Processes, ioc: IOC, path: Path, pvs: tuple[str, ...] = STATUS_PVS
+) -> tuple[Any, Any]:
     out = open(path, "wb")  # noqa: SIM115 - closed by the caller
     proc = procs.popen(
         # -w 30: no "*** Not connected" line when many clients start at once and the IOC
         # answers a search after camonitor's default 1 s
-        [str(EPICS_BIN / "camonitor"), "-w", "30", "-S", "-t", "n"]
-        + [target.pv(s) for s in STATUS_PVS],
-        env=target.env,
+        [str(EPICS_BIN / "camonitor"), "-w", "30", "-S", "-t", "n"] + [ioc.pv(s) for s in pvs],
+        env=ioc.env,
         stdout=out,
         stderr=subprocess.STDOUT,
     )
@@ -288,10 +289,10 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 def fanout_arms(cfg: Config) -> list[str]:
-    """The fan-out section's arms: N clients on the IOC, then N on an idle softIoc (control)."""
+    """The fan-out section's arms: N clients on the status PVs, then N on quiet PVs (control)."""
     arms = [str(n) for n in cfg.fanout]
-    if cfg.fanout_idle:
-        arms += [f"{n} idle" for n in cfg.fanout if n]
+    if cfg.fanout_quiet:
+        arms += [f"{n} quiet" for n in cfg.fanout if n]
     return arms
 
 
@@ -300,7 +301,6 @@ def bench_fanout(
     procs: Processes,
     work: Path,
     ioc: IOC,
-    idle: IdleSoftIoc | None,
     driver: JsonProc,
 ) -> dict[str, Any]:
     arms = fanout_arms(cfg)
@@ -310,16 +310,17 @@ def bench_fanout(
         for arm in alternate(arms, rep):
             r = raw[arm]
             clients = int(arm.split()[0])
-            target: IOC | IdleSoftIoc = ioc if idle is None or "idle" not in arm else idle
+            quiet = arm.endswith("quiet")
+            pvs = QUIET_PVS if quiet else STATUS_PVS
             monitors = []
             for i in range(clients):
                 path = work / f"camonitor-{rep}-{clients}-{i}.txt"
-                proc, out = _camonitor(procs, target, path)
+                proc, out = _camonitor(procs, ioc, path, pvs)
                 monitors.append((proc, out, path))
             poll(
-                lambda monitors=monitors, clients=clients, target=target: (
+                lambda monitors=monitors, clients=clients, pvs=pvs: (
                     sum(  # type: ignore[misc]
-                        len({pv for pv, _ in _monitor_lines(p, target.prefix)}) == len(STATUS_PVS)
+                        len({pv for pv, _ in _monitor_lines(p, ioc.prefix)}) == len(pvs)
                         for _, _, p in monitors
                     )
                     == clients
@@ -351,14 +352,14 @@ def bench_fanout(
             for proc, out, path in monitors:
                 Processes.end(proc)
                 out.close()
-                lines = _monitor_lines(path, target.prefix)
-                updates.append(len(lines) - len(STATUS_PVS))
+                lines = _monitor_lines(path, ioc.prefix)
+                updates.append(len(lines) - len(pvs))
                 states = [v for pv, v in lines if pv == "State"][1:]
                 complete += states == reference
                 if states != reference:
                     mismatches["→".join(states) or "(none)"] += 1
                 path.unlink()
-            if target is not ioc:
+            if quiet:
                 continue  # the control's clients watch nothing that changes
             r["updates_per_client"].append(
                 stats.summarize(updates).median if updates else None  # type: ignore[union-attr]
@@ -457,11 +458,7 @@ def run(cfg: Config) -> dict[str, Any]:
                 results["points"] = bench_points(cfg, ioc, driver, baseline, qs)
             if "fanout" in only:
                 log("fan-out")
-                idle = None
-                if cfg.fanout_idle:
-                    idle = IdleSoftIoc(procs, repeater, work)
-                    idle.start()
-                results["fanout"] = bench_fanout(cfg, procs, work, ioc, idle, driver)
+                results["fanout"] = bench_fanout(cfg, procs, work, ioc, driver)
             if "footprint" in only:
                 log("footprint after plans")
                 results["plans"] = bench_plans(cfg, ioc, driver)
@@ -549,9 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         f"(default: {','.join(map(str, Config.fanout))}; 0 is always included, the baseline)",
     )
     parser.add_argument(
-        "--no-fanout-idle",
+        "--no-fanout-quiet",
         action="store_true",
-        help="skip the fan-out control arms (the same clients on an idle softIoc)",
+        help="skip the fan-out control arms (the same clients on PVs that do not change)",
     )
     parser.add_argument(
         "--update-budget",
@@ -568,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         sections = tuple(x for x in SECTIONS if x in wanted)
     cfg = Config(out=args.out, queueserver=not args.no_queueserver, quick=args.quick)
     cfg.switch_interval = args.ioc_switch_interval
-    cfg.fanout_idle = not args.no_fanout_idle
+    cfg.fanout_quiet = not args.no_fanout_quiet
     cfg.update_budget = args.update_budget
     cfg.sections = sections
     if args.quick:
