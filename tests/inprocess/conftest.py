@@ -59,11 +59,16 @@ class ScriptedWorker:
     def submit(
         self, plan_name: str, arguments: Mapping[str, Any], metadata: Mapping[str, Any]
     ) -> int:
-        self.ticket = next(self._tickets)
+        # busy only once its events are sent: a test that sees it busy and finishes the plan
+        # from the loop's thread (while this runs in the bridge's worker thread) would
+        # otherwise race this method, which read the ticket back after finish() had cleared it
+        # and returned None: the bridge then waited on ticket None for good (seen once in CI)
+        ticket = next(self._tickets)
         self.plan_name = plan_name
-        self._listener(PlanAccepted(self.ticket, plan_name))
+        self._listener(PlanAccepted(ticket, plan_name))
         self.move_to("running")
-        return self.ticket
+        self.ticket = ticket
+        return ticket
 
     def move_to(self, state: str) -> None:
         previous, self._state = self._state, state
