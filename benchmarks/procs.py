@@ -219,8 +219,10 @@ class IOC:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds run so far by every thread of these processes (ns-exact, from schedstat;
-    psutil's ticks of 10 ms per process are too coarse for 100 clients' small shares)."""
+    """CPU seconds run so far by every live thread of these processes (ns-exact, from
+    schedstat; psutil's ticks of 10 ms per process are too coarse for 100 clients' small
+    shares). For processes whose threads live as long as they do, as camonitor's: an ended
+    thread's time is not counted here (``run._cpu_seconds`` for the IOC and the worker)."""
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError):

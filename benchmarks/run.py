@@ -273,7 +273,11 @@ def _monitor_lines(path: Path, prefix: str) -> list[tuple[str, str]]:
 
 
 def _cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) so far of the IOC process and of its children (the worker)."""
+    """CPU seconds (user + system) so far of the IOC process and of its children (the worker).
+
+    psutil's, not :func:`.procs.cpu_seconds`: the kernel adds an ended thread's time to its
+    process's user + system, which the worker needs (it starts a thread per request), while
+    schedstat counts only the threads still alive."""
     import psutil
 
     try:
