@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.polling import poll
 
@@ -73,19 +75,31 @@ def test_every_state_transition_reaches_a_pyepics_monitor_in_order(ioc):
     assert states == ["idle", "running", "pausing", "paused", "running", "aborting", "idle"]
 
 
-def test_per_point_pvs_are_coalesced_and_end_on_the_final_values(ioc):
-    monitor = ioc.ca.monitor("CurrentPoint", "Progress", "State")
+def run_count(
+    ioc: Any, monitor: Any, args: dict[str, Any], until: Callable[[str], bool]
+) -> tuple[str, list[int], float]:
+    """Start count(**args) once State reads idle, and watch it with ``monitor`` until
+    ``until`` holds: the monitor's output, its CurrentPoint values, and ElapsedTime as read
+    right after the start (a bound on the run's length for the rate checks)."""
     ioc.ca.wait_for("State", "idle")
-    ioc.ca.configure("count", {"detectors": ["det"], "num": 1000})
+    ioc.ca.configure("count", args)
     assert ioc.ca.put("Start", 1).ok
     elapsed = float(ioc.ca.get("ElapsedTime"))
-    output = monitor.finish(
+    output = monitor.finish(until=until)
+    return output, [int(v) for v in monitor_values(output, ":CurrentPoint")], elapsed
+
+
+def test_per_point_pvs_are_coalesced_and_end_on_the_final_values(ioc):
+    monitor = ioc.ca.monitor("CurrentPoint", "Progress", "State")
+    output, points, elapsed = run_count(
+        ioc,
+        monitor,
+        {"detectors": ["det"], "num": 1000},
         until=lambda out: (
             monitor_values(out, ":State")[-1:] == ["idle"]
             and "100" in monitor_values(out, ":Progress")
-        )
+        ),
     )
-    points = [int(v) for v in monitor_values(output, ":CurrentPoint")]
     progress = [float(v) for v in monitor_values(output, ":Progress")]
     assert points[-1] == 1000
     assert progress[-1] == 100.0
@@ -98,12 +112,12 @@ def test_per_point_pvs_are_coalesced_and_end_on_the_final_values(ioc):
 def test_max_rate_flag_bounds_the_update_rate(make_ioc):
     ioc = make_ioc("--max-rate", "2")
     monitor = ioc.ca.monitor("CurrentPoint")
-    ioc.ca.wait_for("State", "idle")
-    ioc.ca.configure("count", {"detectors": ["det"], "num": 60, "delay": 0.02})
-    assert ioc.ca.put("Start", 1).ok
-    elapsed = float(ioc.ca.get("ElapsedTime"))
-    output = monitor.finish(until=lambda out: "60" in monitor_values(out, ":CurrentPoint"))
-    points = [int(v) for v in monitor_values(output, ":CurrentPoint")]
+    _, points, elapsed = run_count(
+        ioc,
+        monitor,
+        {"detectors": ["det"], "num": 60, "delay": 0.02},
+        until=lambda out: "60" in monitor_values(out, ":CurrentPoint"),
+    )
     assert points[-1] == 60
     assert len(points) <= elapsed * 2 + 4, (len(points), elapsed)
 
@@ -114,17 +128,15 @@ def test_many_subscriptions_slow_the_per_point_pvs_but_not_state_or_the_final_va
     State changes still each go out and the run still ends on its final values."""
     ioc = make_ioc("--update-budget", "4")
     monitor = ioc.ca.monitor("CurrentPoint", "Progress", "ElapsedTime", "RemainingTime", "State")
-    ioc.ca.wait_for("State", "idle")
-    ioc.ca.configure("count", {"detectors": ["det"], "num": 40, "delay": 0.05})
-    assert ioc.ca.put("Start", 1).ok
-    elapsed = float(ioc.ca.get("ElapsedTime"))
-    output = monitor.finish(
+    output, points, elapsed = run_count(
+        ioc,
+        monitor,
+        {"detectors": ["det"], "num": 40, "delay": 0.05},
         until=lambda out: (
             monitor_values(out, ":State")[-1:] == ["idle"]
             and "40" in monitor_values(out, ":CurrentPoint")
-        )
+        ),
     )
-    points = [int(v) for v in monitor_values(output, ":CurrentPoint")]
     assert points[-1] == 40
     assert monitor_values(output, ":State") == ["idle", "running", "idle"]
     # 10 Hz would give about 20 updates in the ~2 s run; once a second gives a handful
